@@ -1,0 +1,18 @@
+"""relaxcat: the Gumbel-softmax (Concrete) distribution for every array library.
+
+One implementation, written against the Python array-API standard, runs on NumPy,
+PyTorch, JAX, CuPy and any array-API library; small adapters supply random numbers,
+``stop_gradient`` and device handling. Importing relaxcat imports no array framework:
+an adapter is loaded the first time an array of its library is seen.
+
+>>> import numpy as np
+>>> import relaxcat
+>>> relaxcat.gumbel_softmax(np.zeros((2, 4)), tau=0.5, hard=True, rng=0).sum(axis=-1)
+array([1., 1.])
+"""
+
+from ._core import gumbel_noise, gumbel_softmax
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "gumbel_noise", "gumbel_softmax"]

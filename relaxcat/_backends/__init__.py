@@ -1,0 +1,85 @@
+"""Find the adapter for an array without importing any framework.
+
+Contract of this layer:
+
+* An adapter module is imported only when an array of its library is first seen, so
+  ``import relaxcat`` and a NumPy call import no other framework, and a broken install of a
+  library you do not use cannot break relaxcat.
+* Detection looks at the *type* of the array (the package that defines it), never at
+  values; the answer is cached per type.
+* Each backend's peculiarities live in its adapter module and nowhere else; the
+  mathematics lives in ``relaxcat/_core.py`` and is written once for all of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+from ._base import Array, Backend, NoiseSource, library_of
+
+__all__ = ["Array", "Backend", "NoiseSource", "backend_of", "library_of"]
+
+# package that defines the array type -> "module:class" of its adapter
+_ADAPTERS = {
+    "numpy": "._numpy:NumpyBackend",
+    "torch": "._torch:TorchBackend",
+    "jax": "._jax:JaxBackend",
+    "cupy": "._cupy:CupyBackend",
+}
+
+_by_type: dict[type, Backend] = {}
+_by_library: dict[str, Backend] = {}
+
+
+def _load(library: str) -> Backend:
+    if library not in _by_library:
+        module_name, _, class_name = _ADAPTERS[library].partition(":")
+        module = importlib.import_module(module_name, __name__)
+        _by_library[library] = getattr(module, class_name)()
+    return _by_library[library]
+
+
+def _identify(tp: type, x: Any, argname: str) -> Backend:
+    library = library_of(x)
+    if library in _ADAPTERS:
+        return _load(library)
+    # Subclasses defined elsewhere (a torch.Tensor subclass in a user package, say):
+    # ask array-api-compat, whose checks only look at libraries already imported.
+    import array_api_compat as aac
+
+    for name, check in (
+        ("numpy", aac.is_numpy_array),
+        ("torch", aac.is_torch_array),
+        ("jax", aac.is_jax_array),
+        ("cupy", aac.is_cupy_array),
+    ):
+        if check(x):
+            return _load(name)
+    if "dask" in sys.modules and aac.is_dask_array(x):
+        raise TypeError(
+            f"{argname} is a Dask array; Dask support arrives with relaxcat's Dask adapter. "
+            f"Compute it first ({argname}.compute()) or pass a NumPy array."
+        )
+    try:
+        xp = aac.array_namespace(x)
+    except TypeError:
+        raise TypeError(
+            f"{argname} must be an array (NumPy, PyTorch, JAX, CuPy or any array-API array); "
+            f"got {tp.__module__}.{tp.__qualname__}. Convert it first, e.g. numpy.asarray({argname})."
+        ) from None
+    backend = Backend(xp)
+    backend.name = getattr(xp, "__name__", library)
+    return backend
+
+
+def backend_of(x: Any, argname: str = "logits") -> Backend:
+    """The adapter for ``x``'s library (cached per array type)."""
+    tp = type(x)
+    try:
+        return _by_type[tp]
+    except KeyError:
+        backend = _identify(tp, x, argname)
+        _by_type[tp] = backend
+        return backend

@@ -1,0 +1,264 @@
+"""The Gumbel-softmax, written once against the array-API standard.
+
+Every function here takes the namespace ``xp`` from the array's adapter
+(``relaxcat._backends``) and uses only standard calls on it; what the standard lacks
+(random numbers, ``stop_gradient``, device checks) is asked of the adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backends import Array, Backend, backend_of
+from ._validation import (
+    check_categories,
+    check_finite_rows,
+    check_noise,
+    check_tau,
+    compute_dtype,
+    normalize_axis,
+)
+
+__all__ = ["gumbel_noise", "gumbel_softmax"]
+
+
+# -- building blocks (shared by every sampler in relaxcat) ------------------------------
+
+
+def gumbel_from_exponential(xp: Any, e: Array, dtype: Any) -> Array:
+    """``-log(E)`` for E ~ Exp(1), with E clamped to [tiny, max] so the result is finite.
+
+    Float32 generators return E == 0 about once in 10^7 draws; unclamped, that is an
+    ``inf`` in the noise and a NaN in the sample.
+    """
+    info = xp.finfo(dtype)
+    return -xp.log(xp.clip(e, float(info.smallest_normal), float(info.max)))
+
+
+def draw_gumbel(
+    backend: Backend, rng: object, shape: tuple[int, ...], dtype: Any, device: Any
+) -> Array:
+    """Standard Gumbel noise in ``dtype`` (float32 or float64) through the adapter's RNG."""
+    source = backend.noise_source(rng, device)
+    return gumbel_from_exponential(backend.xp, source.standard_exponential(shape, dtype), dtype)
+
+
+def scaled_softmax(xp: Any, s: Array, tau: Any, axis: int) -> tuple[Array, Array]:
+    """``softmax(s / tau)`` along ``axis`` and the row maximum of ``s``.
+
+    The maximum is subtracted *before* dividing by ``tau``: ``(s - max) / tau`` is <= 0, so
+    it cannot overflow for any finite logits and any ``tau > 0`` (dividing first overflows
+    for |logits| ~ 1e30 and tau ~ 1e-9). Masked (-inf) entries give exp(-inf) = 0 exactly.
+    """
+    m = xp.max(s, axis=axis, keepdims=True)
+    e = xp.exp((s - m) / tau)
+    return e / xp.sum(e, axis=axis, keepdims=True), m
+
+
+def one_hot_argmax(xp: Any, s: Array, axis: int, dtype: Any, device: Any) -> Array:
+    """Exact one-hot of ``argmax(s)`` along ``axis``; ties go to the first index."""
+    index = xp.argmax(s, axis=axis, keepdims=True)
+    n = s.shape[axis]
+    shape = [1] * s.ndim
+    shape[axis] = n
+    positions = xp.reshape(xp.arange(n, dtype=index.dtype, device=device), tuple(shape))
+    return xp.astype(positions == index, dtype)
+
+
+def straight_through(backend: Backend, hard: Array, soft: Array) -> Array:
+    """``hard`` in the forward pass, the gradient of ``soft`` in the backward pass.
+
+    ``hard + (soft - stop_gradient(soft))`` is exactly ``hard`` in floating point, because
+    the bracket is exactly zero; the common ``hard - stop_gradient(soft) + soft`` is not.
+    """
+    return hard + (soft - backend.stop_gradient(soft))
+
+
+class Prepared:
+    """Validated inputs of a sampler: adapter, namespace, axis, compute dtype, logits, tau."""
+
+    __slots__ = ("axis", "backend", "device", "dtype", "logits", "tau", "x", "xp")
+
+    def __init__(self, logits: Any, tau: Any, axis: object) -> None:
+        backend = backend_of(logits, "logits")
+        self.backend = backend
+        self.xp = xp = backend.xp
+        self.logits = logits
+        self.axis = normalize_axis(axis, logits.ndim)
+        check_categories(logits.shape[self.axis], "logits", self.axis)
+        self.dtype = compute_dtype(backend, logits.dtype)
+        self.x = logits if self.dtype == logits.dtype else xp.astype(logits, self.dtype)
+        self.device = backend.device(logits)
+        self.tau = None if tau is None else check_tau(tau, backend, logits, self.dtype, self.axis)
+
+    def noise(self, rng: object, noise: object) -> Array:
+        """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``."""
+        if noise is not None:
+            return check_noise(noise, self.backend, self.logits, self.dtype)
+        return draw_gumbel(self.backend, rng, tuple(self.logits.shape), self.dtype, self.device)
+
+    def check_rows(self, row_max: Array, noise_given: bool) -> None:
+        check_finite_rows(self.backend, row_max, self.logits, self.axis, noise_given)
+
+    def out(self, y: Array) -> Array:
+        """Cast back to the logits' dtype (a no-op unless they are float16 or bfloat16)."""
+        return y if y.dtype == self.logits.dtype else self.xp.astype(y, self.logits.dtype)
+
+
+# -- public API ----------------------------------------------------------------------
+
+
+def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: Any = None) -> Array:
+    """Draw standard Gumbel noise shaped, typed and placed like an array.
+
+    The noise is drawn through the same random-number shim as :func:`gumbel_softmax`, so
+    ``gumbel_softmax(x, rng=seed)`` equals ``gumbel_softmax(x, noise=gumbel_noise(x, rng=seed))``.
+    It is ``-log(E)`` with ``E ~ Exp(1)`` clamped to the dtype's smallest normal number,
+    so it is always finite, even where float32 generators return an exact zero.
+
+    Parameters
+    ----------
+    like : array
+        A real floating array of any supported library. The noise has its namespace,
+        device and dtype (float16 and bfloat16 noise is drawn in float32 and cast).
+    shape : tuple of int, optional
+        Shape of the noise. Defaults to ``like.shape``.
+    rng : None, int, or generator, optional
+        Source of randomness, as in :func:`gumbel_softmax`.
+
+    Returns
+    -------
+    array
+        Standard Gumbel draws: location 0, scale 1, mean 0.5772 (Euler's constant).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import relaxcat
+    >>> g = relaxcat.gumbel_noise(np.zeros((2, 3), dtype=np.float32), rng=0)
+    >>> g.shape, g.dtype
+    ((2, 3), dtype('float32'))
+    >>> bool(np.isfinite(g).all())
+    True
+    """
+    backend = backend_of(like, "like")
+    dtype = compute_dtype(backend, like.dtype, "like")
+    if shape is None:
+        shape = tuple(like.shape)
+    else:
+        try:
+            shape = tuple(int(d) for d in shape)
+        except TypeError:
+            raise TypeError(f"shape must be a tuple of ints; got {shape!r}.") from None
+        if any(d < 0 for d in shape):
+            raise ValueError(f"shape={shape} has a negative dimension.")
+    g = draw_gumbel(backend, rng, shape, dtype, backend.device(like))
+    return g if dtype == like.dtype else backend.xp.astype(g, like.dtype)
+
+
+def gumbel_softmax(
+    logits: Array,
+    /,
+    tau: float | Array = 1.0,
+    *,
+    hard: bool = False,
+    axis: int = -1,
+    rng: Any = None,
+    noise: Array | None = None,
+) -> Array:
+    r"""Draw a Gumbel-softmax (Concrete) sample, relaxed or straight-through one-hot.
+
+    Computes :math:`y = \mathrm{softmax}((\ell + g) / \tau)` along ``axis``, where
+    :math:`g` is standard Gumbel noise. The sample is a differentiable function of the
+    logits; as :math:`\tau \to 0` it approaches the one-hot Gumbel-max sample
+    :math:`\mathrm{onehot}(\arg\max(\ell + g))`, which is an exact draw from
+    :math:`\mathrm{Categorical}(\mathrm{softmax}(\ell))`.
+
+    Works on NumPy, PyTorch (CPU or CUDA), JAX (also under ``jit``, ``vmap`` and
+    ``grad``), CuPy and any array-API library, and returns the same type, dtype and device
+    as ``logits``. float16 and bfloat16 are computed in float32 and cast back.
+
+    Parameters
+    ----------
+    logits : array
+        Unnormalised log-probabilities, real floating, categories along ``axis``.
+        ``-inf`` marks a masked category: it gets probability exactly 0 and is never
+        chosen. ``logits`` must not contain NaN or ``+inf``, and every row must keep at
+        least one unmasked category.
+    tau : float or array, default 1.0
+        Temperature > 0. An array must broadcast against ``logits`` with size 1 along
+        ``axis``, e.g. per-row temperatures of shape ``(B, 1)``. Array values are checked
+        where they can be read; inside ``jax.jit`` or ``torch.compile``, or on a GPU, they
+        cannot, and a value <= 0 there gives NaN or inf rather than an error.
+    hard : bool, default False
+        If True, return the exact one-hot :math:`\mathrm{onehot}(\arg\max(\ell + g))`
+        (every entry exactly 0.0 or 1.0, ties to the first index) whose gradient is that
+        of the soft sample (the straight-through estimator).
+    axis : int, default -1
+        The category axis.
+    rng : None, int, or generator, optional
+        Source of randomness: ``None`` (NumPy/CuPy: a process-wide generator seeded from
+        OS entropy; PyTorch: torch's default generator, so ``torch.manual_seed`` applies),
+        an int seed, a ``numpy.random.Generator`` (NumPy and array-API libraries without
+        their own RNG), a ``torch.Generator`` on the logits' device, a CuPy ``Generator``
+        or ``RandomState``, or a JAX PRNG key, typed (``jax.random.key``) or raw
+        (``jax.random.PRNGKey``). JAX has no hidden state, so ``rng=None`` raises
+        ``TypeError`` for JAX arrays. The same seed gives the same sample.
+    noise : array, optional
+        Explicit standard-Gumbel noise of the logits' shape, library and device (see
+        :func:`gumbel_noise`). It overrides ``rng``. Use it under ``torch.compile``, to
+        share noise between calls, or to compare libraries. It is cast to the compute
+        dtype (float32 for half-precision logits).
+
+    Returns
+    -------
+    array
+        The sample, with the type, shape, dtype and device of ``logits``. It sums to 1
+        along ``axis``.
+
+    Raises
+    ------
+    TypeError
+        For integer, bool or complex logits; for an ``rng`` or ``noise`` from another
+        library; for ``rng=None`` with JAX arrays.
+    ValueError
+        For ``tau`` <= 0, inf or NaN; a ``tau`` or ``noise`` of the wrong shape; logits
+        with NaN, ``+inf`` or an entirely masked row (where values can be read).
+    numpy.exceptions.AxisError
+        For an out-of-range ``axis``.
+
+    Notes
+    -----
+    NumPy, CuPy and array-API libraries without autodiff return the same forward values
+    as PyTorch and JAX; no gradient is defined there. With ``hard=True`` and no gradient
+    to carry, the soft sample is not computed at all.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import relaxcat
+    >>> logits = np.log(np.array([[0.1, 0.6, 0.3]]))
+    >>> y = relaxcat.gumbel_softmax(logits, tau=0.5, rng=0)
+    >>> y.shape, float(y.sum())
+    ((1, 3), 1.0)
+    >>> relaxcat.gumbel_softmax(logits, tau=0.5, hard=True, rng=0)
+    array([[0., 1., 0.]])
+
+    A masked category is never chosen:
+
+    >>> masked = np.array([[0.0, -np.inf, 0.0]])
+    >>> float(relaxcat.gumbel_softmax(masked, rng=1)[0, 1])
+    0.0
+    """
+    p = Prepared(logits, tau, axis)
+    xp, backend = p.xp, p.backend
+    s = p.x + p.noise(rng, noise)
+    if hard and not backend.tracks_gradients(p.x):
+        if backend.values_readable(s):
+            p.check_rows(xp.max(s, axis=p.axis, keepdims=True), noise is not None)
+        return p.out(one_hot_argmax(xp, s, p.axis, p.dtype, p.device))
+    y, m = scaled_softmax(xp, s, p.tau, p.axis)
+    p.check_rows(m, noise is not None)
+    if hard:
+        y = straight_through(backend, one_hot_argmax(xp, s, p.axis, p.dtype, p.device), y)
+    return p.out(y)

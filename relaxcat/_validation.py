@@ -1,0 +1,172 @@
+"""Argument checks shared by every public function.
+
+Each check raises an exception that names the argument and says how to fix it. Checks that
+need array *values* run only where the adapter says values can be read cheaply (not inside
+``jax.jit`` or ``torch.compile``, not on a GPU, not on a lazy Dask graph).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ._backends import Array, Backend, backend_of
+
+
+def normalize_axis(axis: object, ndim: int, argname: str = "logits") -> int:
+    if not isinstance(axis, numbers.Integral) or isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"axis must be an int; got {type(axis).__name__}.")
+    if ndim == 0:
+        raise ValueError(
+            f"{argname} is a 0-d array: it needs at least one axis of categories "
+            f"(reshape it to (1,) or (n,))."
+        )
+    axis = int(axis)
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(
+            f"axis={axis} is out of range for {argname} with {ndim} dimension(s); "
+            f"use an axis in [{-ndim}, {ndim - 1}]."
+        )
+    return axis % ndim
+
+
+def compute_dtype(backend: Backend, dtype: Any, argname: str = "logits") -> Any:
+    """The dtype to compute in: float32 for half precision, else ``dtype`` itself."""
+    xp = backend.xp
+    if not xp.isdtype(dtype, "real floating"):
+        raise TypeError(
+            f"{argname} has dtype {dtype}; it must be a real floating dtype (float16, bfloat16, "
+            f"float32 or float64). Cast it first, e.g. {argname}.astype(float32)."
+        )
+    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+
+
+def check_categories(n: int, argname: str = "logits", axis: int = -1) -> None:
+    if n == 0:
+        raise ValueError(f"{argname} has no categories along axis {axis} (size 0).")
+
+
+def check_tau(
+    tau: object, backend: Backend, logits: Array, dtype: Any, axis: int, argname: str = "tau"
+) -> Any:
+    """Return ``tau`` as a Python float or as an array of ``dtype`` on the logits' device."""
+    if isinstance(tau, numbers.Real) and not isinstance(tau, (bool, np.bool_)):
+        value = float(tau)
+        if not (0.0 < value < math.inf):
+            raise ValueError(
+                f"{argname}={tau!r}: the temperature must be a finite number > 0 "
+                f"(tau -> 0 is the one-hot limit: use hard=True or sample_categorical for it)."
+            )
+        return value
+    if isinstance(tau, (bool, np.bool_)):
+        raise TypeError(f"{argname} must be a number > 0 or an array; got a bool.")
+    try:
+        tau_backend = backend_of(tau, argname)
+    except TypeError:
+        raise TypeError(
+            f"{argname} must be a number > 0 or a {backend.name} array that broadcasts against "
+            f"the logits; got {type(tau).__name__}."
+        ) from None
+    if tau_backend is not backend:
+        raise TypeError(
+            f"{argname} is a {tau_backend.name} array but the logits are a {backend.name} "
+            f"array; pass a Python number or a {backend.name} array."
+        )
+    xp = backend.xp
+    if not xp.isdtype(tau.dtype, "real floating"):  # type: ignore[attr-defined]
+        tau = xp.astype(tau, dtype)
+    shape = tuple(logits.shape)
+    tshape = tuple(tau.shape)  # type: ignore[attr-defined]
+    if len(tshape) > len(shape):
+        raise ValueError(
+            f"{argname} has shape {tshape}, more dimensions than the logits {shape}; it must "
+            f"broadcast against the logits without changing their shape."
+        )
+    padded = (1,) * (len(shape) - len(tshape)) + tshape
+    if any(t not in (1, s) for t, s in zip(padded, shape)):
+        raise ValueError(
+            f"{argname} has shape {tshape}, which does not broadcast against logits of shape "
+            f"{shape}."
+        )
+    if padded[axis] != 1:
+        raise ValueError(
+            f"{argname} has shape {tshape}, which varies along the category axis ({axis}) of "
+            f"logits {shape}; a temperature is one number per distribution. Give it size 1 "
+            f"on that axis, e.g. shape {shape[:axis] + (1,) + shape[axis + 1:]}."
+        )
+    if tau.dtype != dtype:  # type: ignore[attr-defined]
+        tau = xp.astype(tau, dtype)
+    if backend.values_readable(tau):
+        if not bool(xp.all((tau > 0) & xp.isfinite(tau))):
+            raise ValueError(
+                f"{argname} contains values that are <= 0, inf or NaN; every temperature must "
+                f"be a finite number > 0."
+            )
+    return xp.reshape(tau, padded)
+
+
+def check_finite_rows(
+    backend: Backend, row_max: Array, logits: Array, axis: int, noise_given: bool
+) -> None:
+    """Raise for rows with no valid sample, where values can be read.
+
+    ``row_max`` is the maximum of ``logits + noise`` along the category axis. It is finite
+    exactly when the row has no NaN and no ``+inf`` and at least one unmasked category.
+    """
+    xp = backend.xp
+    if not backend.values_readable(row_max) or bool(xp.all(xp.isfinite(row_max))):
+        return
+    if bool(xp.any(xp.isnan(logits))):
+        raise ValueError("logits contain NaN; every entry must be a real number or -inf (masked).")
+    if bool(xp.any(logits == math.inf)):
+        raise ValueError(
+            "logits contain +inf; entries must be finite, or -inf for a masked category."
+        )
+    if bool(xp.any(xp.all(logits == -math.inf, axis=axis))):
+        raise ValueError(
+            "logits have a row in which every category is masked (-inf): such a row has no "
+            "valid sample. Leave at least one category unmasked in every row."
+        )
+    source = "noise contains NaN or inf" if noise_given else "the noise overflowed"
+    raise ValueError(
+        f"{source}: logits + noise is not finite in some row. Noise must be finite "
+        f"standard-Gumbel draws (see relaxcat.gumbel_noise)."
+    )
+
+
+def check_noise(
+    noise: object, backend: Backend, logits: Array, dtype: Any, shape: tuple[int, ...] | None = None
+) -> Array:
+    """Validate explicit ``noise`` and return it in the compute ``dtype``."""
+    try:
+        noise_backend = backend_of(noise, "noise")
+    except TypeError:
+        raise TypeError(
+            f"noise must be a {backend.name} array of standard-Gumbel draws; got "
+            f"{type(noise).__name__}."
+        ) from None
+    if noise_backend is not backend:
+        raise TypeError(
+            f"noise is a {noise_backend.name} array but the logits are a {backend.name} array; "
+            f"pass noise from the same library (relaxcat.gumbel_noise(logits) makes it)."
+        )
+    expected = tuple(logits.shape) if shape is None else shape
+    got = tuple(noise.shape)  # type: ignore[attr-defined]
+    if got != expected:
+        raise ValueError(f"noise has shape {got}; it must have shape {expected}.")
+    xp = backend.xp
+    if not xp.isdtype(noise.dtype, "real floating"):  # type: ignore[attr-defined]
+        raise TypeError(f"noise has dtype {noise.dtype}; it must be a real floating array.")  # type: ignore[attr-defined]
+    noise_device = backend.device(noise)
+    logits_device = backend.device(logits)
+    if not backend.same_device(noise_device, logits_device):
+        raise ValueError(
+            f"noise is on device {noise_device} but the logits are on {logits_device}; "
+            f"move it to the logits' device."
+        )
+    if noise.dtype != dtype:  # type: ignore[attr-defined]
+        noise = xp.astype(noise, dtype)
+    return noise
