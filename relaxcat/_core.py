@@ -43,16 +43,16 @@ def draw_gumbel(
     return gumbel_from_exponential(backend.xp, source.standard_exponential(shape, dtype), dtype)
 
 
-def scaled_softmax(xp: Any, s: Array, tau: Any, axis: int) -> tuple[Array, Array]:
-    """``softmax(s / tau)`` along ``axis`` and the row maximum of ``s``.
+def scaled_softmax(xp: Any, s: Array, row_max: Array, tau: Any, axis: int) -> Array:
+    """``softmax(s / tau)`` along ``axis``, given ``row_max = max(s, axis, keepdims=True)``.
 
     The maximum is subtracted *before* dividing by ``tau``: ``(s - max) / tau`` is <= 0, so
-    it cannot overflow for any finite logits and any ``tau > 0`` (dividing first overflows
-    for |logits| ~ 1e30 and tau ~ 1e-9). Masked (-inf) entries give exp(-inf) = 0 exactly.
+    the exponential cannot overflow for any finite logits and any ``tau > 0`` (dividing
+    first overflows for |logits| ~ 1e30 and tau ~ 1e-9). Masked (-inf) entries give
+    exp(-inf) = 0 exactly, and the row's maximum gives exp(0) = 1, so the sum is >= 1.
     """
-    m = xp.max(s, axis=axis, keepdims=True)
-    e = xp.exp((s - m) / tau)
-    return e / xp.sum(e, axis=axis, keepdims=True), m
+    e = xp.exp((s - row_max) / tau)
+    return e / xp.sum(e, axis=axis, keepdims=True)
 
 
 def one_hot_argmax(xp: Any, s: Array, axis: int, dtype: Any, device: Any) -> Array:
@@ -253,12 +253,15 @@ def gumbel_softmax(
     p = Prepared(logits, tau, axis)
     xp, backend = p.xp, p.backend
     s = p.x + p.noise(rng, noise)
-    if hard and not backend.tracks_gradients(p.x):
-        if backend.values_readable(s):
-            p.check_rows(xp.max(s, axis=p.axis, keepdims=True), noise is not None)
-        return p.out(one_hot_argmax(xp, s, p.axis, p.dtype, p.device))
-    y, m = scaled_softmax(xp, s, p.tau, p.axis)
-    p.check_rows(m, noise is not None)
-    if hard:
-        y = straight_through(backend, one_hot_argmax(xp, s, p.axis, p.dtype, p.device), y)
+    soft_needed = not hard or backend.tracks_gradients(p.x)
+    with backend.errstate():
+        if soft_needed or backend.values_readable(s):
+            m = xp.max(s, axis=p.axis, keepdims=True)
+            p.check_rows(m, noise is not None)
+        hot = one_hot_argmax(xp, s, p.axis, p.dtype, p.device) if hard else None
+        if not soft_needed:
+            return p.out(hot)  # no gradient to carry: the soft sample is not needed
+        y = scaled_softmax(xp, s, m, p.tau, p.axis)
+    if hot is not None:
+        y = straight_through(backend, hot, y)
     return p.out(y)

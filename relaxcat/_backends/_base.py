@@ -121,6 +121,14 @@ class Backend:
         """Whether ``bool(...)`` on a reduction of ``x`` is cheap and allowed right now."""
         return True
 
+    def errstate(self) -> Any:
+        """Context in which overflow to +-inf is expected and must not warn.
+
+        ``(s - max) / tau`` may overflow to ``-inf`` for tiny ``tau``; ``exp`` then gives the
+        correct 0. NumPy-backed namespaces would warn about it.
+        """
+        return np.errstate(over="ignore", under="ignore")
+
     # -- autodiff --------------------------------------------------------------------
     def stop_gradient(self, x: Array) -> Array:
         return x

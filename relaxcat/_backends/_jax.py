@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import jax
@@ -57,6 +58,9 @@ class JaxBackend(Backend):
 
     def same_device(self, a: Any, b: Any) -> bool:
         return a is None or b is None or a == b
+
+    def errstate(self) -> Any:
+        return contextlib.nullcontext()
 
     def values_readable(self, x: Any) -> bool:
         if isinstance(x, jax.core.Tracer):

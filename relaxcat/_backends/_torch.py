@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import array_api_compat.torch as xp_torch
@@ -49,6 +50,9 @@ class TorchBackend(Backend):
 
     def same_device(self, a: Any, b: Any) -> bool:
         return _canonical(torch.device(a)) == _canonical(torch.device(b))
+
+    def errstate(self) -> Any:
+        return contextlib.nullcontext()
 
     def values_readable(self, x: Any) -> bool:
         if torch.compiler.is_compiling() or x.device.type != "cpu":

@@ -1,0 +1,205 @@
+"""Every bad input raises a clear error that names the argument."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import relaxcat
+
+GOOD = np.zeros((4, 3))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_integer_and_bool_logits_raise_type_error_naming_dtype(bk, dtype):
+    x = bk.asarray(np.zeros((2, 3)), dtype)
+    with pytest.raises(TypeError, match=r"logits has dtype .*(int|bool)"):
+        relaxcat.gumbel_softmax(x, rng=0)
+    with pytest.raises(TypeError, match=r"like has dtype .*(int|bool)"):
+        relaxcat.gumbel_noise(x, rng=0)
+
+
+@pytest.mark.parametrize("tau", [0, 0.0, -1.0, math.nan, math.inf, -math.inf])
+def test_bad_python_tau_raises_value_error(bk, tau):
+    with pytest.raises(ValueError, match=r"tau=.*finite number > 0"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), tau, rng=0)
+
+
+def test_bool_tau_raises(bk):
+    with pytest.raises(TypeError, match="tau"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), True, rng=0)
+
+
+def test_non_number_tau_raises(bk):
+    with pytest.raises(TypeError, match="tau must be a number"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), "0.5", rng=0)
+
+
+def test_tau_from_another_library_raises(bk):
+    if bk.name == "numpy":
+        other = pytest.importorskip("array_api_strict").asarray([[0.5]])
+    else:
+        other = np.array([[0.5]])
+    with pytest.raises(TypeError, match=r"tau is a .* array but the logits are a"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), other, rng=0)
+
+
+def test_tau_varying_along_categories_raises(bk):
+    with pytest.raises(ValueError, match=r"varies along the category axis.*shape \(4, 1\)"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), bk.asarray(np.ones(3)), rng=0)
+
+
+def test_tau_not_broadcastable_raises(bk):
+    with pytest.raises(ValueError, match="does not broadcast"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), bk.asarray(np.ones((5, 1))), rng=0)
+    with pytest.raises(ValueError, match="more dimensions"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), bk.asarray(np.ones((2, 4, 1))), rng=0)
+
+
+@pytest.mark.host_values
+@pytest.mark.parametrize("bad", [0.0, -0.5, math.nan, math.inf])
+def test_bad_array_tau_raises_where_values_are_readable(bk, bad):
+    taus = np.full((4, 1), 0.5)
+    taus[2, 0] = bad
+    with pytest.raises(ValueError, match="tau contains values"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), bk.asarray(taus), rng=0)
+
+
+@pytest.mark.parametrize("axis", [2, -3, 10])
+def test_axis_out_of_range(bk, axis):
+    with pytest.raises(np.exceptions.AxisError, match=r"axis=.* out of range.*\[-2, 1\]"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), axis=axis, rng=0)
+
+
+def test_axis_must_be_int(bk):
+    with pytest.raises(TypeError, match="axis must be an int"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), axis=1.0, rng=0)
+
+
+def test_zero_dimensional_logits(bk):
+    with pytest.raises(ValueError, match="0-d"):
+        relaxcat.gumbel_softmax(bk.asarray(np.float64(1.0)), rng=0)
+
+
+def test_no_categories(bk):
+    with pytest.raises(ValueError, match="no categories"):
+        relaxcat.gumbel_softmax(bk.asarray(np.zeros((3, 0))), rng=0)
+
+
+def test_non_array_logits():
+    with pytest.raises(TypeError, match=r"logits must be an array.*list"):
+        relaxcat.gumbel_softmax([[0.0, 1.0]], rng=0)
+
+
+def test_generator_from_another_library_names_both(bk):
+    if bk.name in ("numpy", "array_api_strict"):
+        torch = pytest.importorskip("torch", reason="needs a second library's generator")
+        foreign, lib = torch.Generator(), "torch"
+    else:
+        foreign, lib = np.random.default_rng(0), "numpy"
+    with pytest.raises(TypeError, match=rf"rng is a {lib} object .* {bk.name} array"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), rng=foreign)
+
+
+@pytest.mark.backends("jax")
+def test_jax_needs_a_key(bk):
+    with pytest.raises(TypeError, match=r"JAX .* needs a PRNG key"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD))
+    with pytest.raises(TypeError, match="not a PRNG key"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), rng=bk.asarray(np.zeros(3), "float32"))
+
+
+@pytest.mark.backends("jax")
+def test_jax_raw_and_typed_keys(bk):
+    jax = bk.jax
+    x = bk.asarray(GOOD)
+    a = relaxcat.gumbel_softmax(x, rng=jax.random.PRNGKey(3))
+    b = relaxcat.gumbel_softmax(x, rng=jax.random.wrap_key_data(jax.random.PRNGKey(3)))
+    np.testing.assert_array_equal(bk.to_numpy(a), bk.to_numpy(b))
+    with pytest.raises(TypeError, match="pass one key"):
+        relaxcat.gumbel_softmax(x, rng=jax.random.split(jax.random.key(0), 2))
+
+
+@pytest.mark.backends("jax")
+def test_int_seed_is_a_key_for_jax(bk):
+    x = bk.asarray(GOOD)
+    a = relaxcat.gumbel_softmax(x, rng=5)
+    b = relaxcat.gumbel_softmax(x, rng=bk.jax.random.key(5))
+    np.testing.assert_array_equal(bk.to_numpy(a), bk.to_numpy(b))
+
+
+@pytest.mark.backends("torch")
+def test_torch_generator_on_wrong_device(bk):
+    torch = bk.lib
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU: a generator on another device needs one")
+    other = "cpu" if bk.on_gpu else "cuda"
+    with pytest.raises(ValueError, match=r"torch.Generator on .* but the logits are on"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), rng=torch.Generator(device=other))
+
+
+@pytest.mark.parametrize("seed", [-1, True])
+def test_bad_seed(bk, seed):
+    with pytest.raises((ValueError, TypeError), match="rng"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), rng=seed)
+
+
+def test_noise_wrong_shape(bk):
+    with pytest.raises(ValueError, match=r"noise has shape \(4, 2\); it must have shape \(4, 3\)"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), noise=bk.asarray(np.zeros((4, 2))))
+
+
+def test_noise_wrong_library(bk):
+    foreign = np.zeros((4, 3)) if bk.name != "numpy" else [[0.0] * 3] * 4
+    with pytest.raises(TypeError, match="noise"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), noise=foreign)
+
+
+def test_noise_integer_dtype(bk):
+    with pytest.raises(TypeError, match="noise has dtype"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), noise=bk.asarray(np.zeros((4, 3)), "int32"))
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ([0.0, math.nan, 1.0], "NaN"),
+        ([0.0, math.inf, 1.0], r"\+inf"),
+        ([-math.inf, -math.inf, -math.inf], "every category is masked"),
+    ],
+)
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.host_values
+def test_rows_without_a_valid_sample_raise(bk, row, message, hard):
+    logits = np.zeros((3, 3))
+    logits[1] = row
+    with pytest.raises(ValueError, match=message):
+        relaxcat.gumbel_softmax(bk.asarray(logits), hard=hard, rng=0)
+
+
+@pytest.mark.host_values
+def test_non_finite_noise_raises(bk):
+    noise = np.zeros((4, 3))
+    noise[0, 0] = math.inf
+    with pytest.raises(ValueError, match="noise contains NaN or inf"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), noise=bk.asarray(noise))
+
+
+def test_gumbel_noise_bad_shape(bk):
+    with pytest.raises(ValueError, match="negative"):
+        relaxcat.gumbel_noise(bk.asarray(GOOD), shape=(2, -1), rng=0)
+    with pytest.raises(TypeError, match="shape must be a tuple"):
+        relaxcat.gumbel_noise(bk.asarray(GOOD), shape=3, rng=0)
+
+
+@pytest.mark.backends("jax")
+def test_values_are_not_inspected_under_jit(bk):
+    # Documented: inside jax.jit nothing can be read, so an entirely masked row gives NaN
+    # instead of an error, and an array tau <= 0 is not caught.
+    logits = np.zeros((2, 3))
+    logits[1] = -np.inf
+    y = bk.to_numpy(bk.jax.jit(lambda x: relaxcat.gumbel_softmax(x, rng=0))(bk.asarray(logits)))
+    assert np.isnan(y[1]).all()
+    np.testing.assert_allclose(y[0].sum(), 1.0)

@@ -1,0 +1,61 @@
+"""Importing relaxcat, and using it with NumPy, imports no array framework."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMEWORKS = ("torch", "jax", "cupy", "dask")
+
+
+def run(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_import_relaxcat_imports_no_framework():
+    loaded = run(f"""
+        import sys, relaxcat
+        print([m for m in {FRAMEWORKS!r} if m in sys.modules])
+    """)
+    assert loaded == "[]"
+
+
+def test_numpy_call_imports_no_other_framework():
+    loaded = run(f"""
+        import sys, numpy as np, relaxcat
+        x = np.zeros((4, 3), dtype=np.float32)
+        relaxcat.gumbel_softmax(x, 0.5, rng=0)
+        relaxcat.gumbel_softmax(x, 0.5, hard=True, rng=np.random.default_rng(0))
+        relaxcat.gumbel_noise(x, rng=0)
+        print([m for m in {FRAMEWORKS!r} if m in sys.modules])
+    """)
+    assert loaded == "[]"
+
+
+def test_strict_call_imports_no_other_framework():
+    pytest.importorskip("array_api_strict")
+    loaded = run(f"""
+        import sys, array_api_strict as xp, relaxcat
+        relaxcat.gumbel_softmax(xp.zeros((4, 3)), 0.5, hard=True, rng=0)
+        print([m for m in {FRAMEWORKS!r} if m in sys.modules])
+    """)
+    assert loaded == "[]"
+
+
+def test_torch_call_imports_neither_jax_nor_cupy():
+    pytest.importorskip("torch")
+    loaded = run("""
+        import sys, torch, relaxcat
+        relaxcat.gumbel_softmax(torch.zeros(4, 3), 0.5, hard=True, rng=0)
+        print([m for m in ("jax", "cupy", "dask") if m in sys.modules])
+    """)
+    assert loaded == "[]"
