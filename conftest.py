@@ -2,7 +2,12 @@
 
 import importlib.util
 
-_ADAPTER_LIBRARIES = {"_torch.py": "torch", "_jax.py": "jax", "_cupy.py": "cupy", "_dask.py": "dask"}
+_ADAPTER_LIBRARIES = {
+    "_torch.py": "torch",
+    "_jax.py": "jax",
+    "_cupy.py": "cupy",
+    "_dask.py": "dask",
+}
 
 collect_ignore = [
     f"relaxcat/_backends/{module}"

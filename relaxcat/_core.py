@@ -140,6 +140,7 @@ def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: A
     ((2, 3), dtype('float32'))
     >>> bool(np.isfinite(g).all())
     True
+
     """
     backend = backend_of(like, "like")
     dtype = compute_dtype(backend, like.dtype, "like")
@@ -249,6 +250,7 @@ def gumbel_softmax(
     >>> masked = np.array([[0.0, -np.inf, 0.0]])
     >>> float(relaxcat.gumbel_softmax(masked, rng=1)[0, 1])
     0.0
+
     """
     p = Prepared(logits, tau, axis)
     xp, backend = p.xp, p.backend

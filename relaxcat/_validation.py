@@ -50,7 +50,7 @@ def check_categories(n: int, argname: str = "logits", axis: int = -1) -> None:
 
 
 def check_tau(
-    tau: object, backend: Backend, logits: Array, dtype: Any, axis: int, argname: str = "tau"
+    tau: Any, backend: Backend, logits: Array, dtype: Any, axis: int, argname: str = "tau"
 ) -> Any:
     """Return ``tau`` as a Python float or as an array of ``dtype`` on the logits' device."""
     if isinstance(tau, numbers.Real) and not isinstance(tau, (bool, np.bool_)):
@@ -76,17 +76,17 @@ def check_tau(
             f"array; pass a Python number or a {backend.name} array."
         )
     xp = backend.xp
-    if not xp.isdtype(tau.dtype, "real floating"):  # type: ignore[attr-defined]
+    if not xp.isdtype(tau.dtype, "real floating"):
         tau = xp.astype(tau, dtype)
     shape = tuple(logits.shape)
-    tshape = tuple(tau.shape)  # type: ignore[attr-defined]
+    tshape = tuple(tau.shape)
     if len(tshape) > len(shape):
         raise ValueError(
             f"{argname} has shape {tshape}, more dimensions than the logits {shape}; it must "
             f"broadcast against the logits without changing their shape."
         )
     padded = (1,) * (len(shape) - len(tshape)) + tshape
-    if any(t not in (1, s) for t, s in zip(padded, shape)):
+    if any(t not in (1, s) for t, s in zip(padded, shape, strict=False)):
         raise ValueError(
             f"{argname} has shape {tshape}, which does not broadcast against logits of shape "
             f"{shape}."
@@ -95,16 +95,15 @@ def check_tau(
         raise ValueError(
             f"{argname} has shape {tshape}, which varies along the category axis ({axis}) of "
             f"logits {shape}; a temperature is one number per distribution. Give it size 1 "
-            f"on that axis, e.g. shape {shape[:axis] + (1,) + shape[axis + 1:]}."
+            f"on that axis, e.g. shape {(*shape[:axis], 1, *shape[axis + 1 :])}."
         )
-    if tau.dtype != dtype:  # type: ignore[attr-defined]
+    if tau.dtype != dtype:
         tau = xp.astype(tau, dtype)
-    if backend.values_readable(tau):
-        if not bool(xp.all((tau > 0) & xp.isfinite(tau))):
-            raise ValueError(
-                f"{argname} contains values that are <= 0, inf or NaN; every temperature must "
-                f"be a finite number > 0."
-            )
+    if backend.values_readable(tau) and not bool(xp.all((tau > 0) & xp.isfinite(tau))):
+        raise ValueError(
+            f"{argname} contains values that are <= 0, inf or NaN; every temperature must "
+            f"be a finite number > 0."
+        )
     return xp.reshape(tau, padded)
 
 
@@ -138,7 +137,7 @@ def check_finite_rows(
 
 
 def check_noise(
-    noise: object, backend: Backend, logits: Array, dtype: Any, shape: tuple[int, ...] | None = None
+    noise: Any, backend: Backend, logits: Array, dtype: Any, shape: tuple[int, ...] | None = None
 ) -> Array:
     """Validate explicit ``noise`` and return it in the compute ``dtype``."""
     try:
@@ -154,12 +153,12 @@ def check_noise(
             f"pass noise from the same library (relaxcat.gumbel_noise(logits) makes it)."
         )
     expected = tuple(logits.shape) if shape is None else shape
-    got = tuple(noise.shape)  # type: ignore[attr-defined]
+    got = tuple(noise.shape)
     if got != expected:
         raise ValueError(f"noise has shape {got}; it must have shape {expected}.")
     xp = backend.xp
-    if not xp.isdtype(noise.dtype, "real floating"):  # type: ignore[attr-defined]
-        raise TypeError(f"noise has dtype {noise.dtype}; it must be a real floating array.")  # type: ignore[attr-defined]
+    if not xp.isdtype(noise.dtype, "real floating"):
+        raise TypeError(f"noise has dtype {noise.dtype}; it must be a real floating array.")
     noise_device = backend.device(noise)
     logits_device = backend.device(logits)
     if not backend.same_device(noise_device, logits_device):
@@ -167,6 +166,6 @@ def check_noise(
             f"noise is on device {noise_device} but the logits are on {logits_device}; "
             f"move it to the logits' device."
         )
-    if noise.dtype != dtype:  # type: ignore[attr-defined]
+    if noise.dtype != dtype:
         noise = xp.astype(noise, dtype)
     return noise

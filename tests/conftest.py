@@ -30,7 +30,9 @@ def selected_backends() -> tuple[str, ...]:
     names = tuple(n.strip() for n in raw.split(",") if n.strip())
     unknown = sorted(set(names) - set(KNOWN))
     if unknown:
-        raise pytest.UsageError(f"RELAXCAT_BACKENDS names unknown backends {unknown}; known: {KNOWN}")
+        raise pytest.UsageError(
+            f"RELAXCAT_BACKENDS names unknown backends {unknown}; known: {KNOWN}"
+        )
     return names
 
 

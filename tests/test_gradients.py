@@ -63,7 +63,9 @@ def test_hard_gradient_equals_soft_gradient(bk, tau):
 def test_hard_forward_is_exact_one_hot_while_tracking_gradients(bk):
     noise = bk.asarray(NOISE)
     if bk.name == "torch":
-        y = relaxcat.gumbel_softmax(bk.asarray(LOGITS).requires_grad_(True), 0.5, hard=True, noise=noise)
+        y = relaxcat.gumbel_softmax(
+            bk.asarray(LOGITS).requires_grad_(True), 0.5, hard=True, noise=noise
+        )
         assert y.requires_grad
     else:
         y = bk.jax.jit(lambda t: relaxcat.gumbel_softmax(t, 0.5, hard=True, noise=noise))(
@@ -83,10 +85,13 @@ def test_gradient_with_respect_to_tau_array(bk):
         y = np.exp(z - z.max(-1, keepdims=True))
         return (W * y / y.sum(-1, keepdims=True)).sum()
 
-    fd = np.array([
-        (loss_np(taus + eps * np.eye(6)[:, [i]]) - loss_np(taus - eps * np.eye(6)[:, [i]])) / (2 * eps)
-        for i in range(6)
-    ])
+    fd = np.array(
+        [
+            (loss_np(taus + eps * np.eye(6)[:, [i]]) - loss_np(taus - eps * np.eye(6)[:, [i]]))
+            / (2 * eps)
+            for i in range(6)
+        ]
+    )
     logits = bk.asarray(LOGITS)
     w = bk.asarray(W)
     if bk.name == "torch":

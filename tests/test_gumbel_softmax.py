@@ -51,11 +51,14 @@ def test_axis(bk, axis):
     expected /= expected.sum(axis=axis, keepdims=True)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-15)
     hard = bk.to_numpy(
-        relaxcat.gumbel_softmax(bk.asarray(logits), 0.7, hard=True, axis=axis, noise=bk.asarray(noise))
+        relaxcat.gumbel_softmax(
+            bk.asarray(logits), 0.7, hard=True, axis=axis, noise=bk.asarray(noise)
+        )
     )
-    expected_hard = (np.arange(logits.shape[axis]).reshape(
-        [-1 if d == axis % 3 else 1 for d in range(3)]
-    ) == np.argmax(z, axis=axis, keepdims=True)).astype(float)
+    expected_hard = (
+        np.arange(logits.shape[axis]).reshape([-1 if d == axis % 3 else 1 for d in range(3)])
+        == np.argmax(z, axis=axis, keepdims=True)
+    ).astype(float)
     np.testing.assert_array_equal(hard, expected_hard)
 
 
@@ -149,9 +152,7 @@ def test_rng_none_draws_fresh_samples(bk):
 def test_seed_equals_noise_from_same_seed(bk, hard):
     x = bk.asarray(np.random.default_rng(9).normal(size=(30, 5)), "float32")
     direct = relaxcat.gumbel_softmax(x, 0.4, hard=hard, rng=11)
-    via_noise = relaxcat.gumbel_softmax(
-        x, 0.4, hard=hard, noise=relaxcat.gumbel_noise(x, rng=11)
-    )
+    via_noise = relaxcat.gumbel_softmax(x, 0.4, hard=hard, noise=relaxcat.gumbel_noise(x, rng=11))
     np.testing.assert_array_equal(bk.to_numpy(direct), bk.to_numpy(via_noise))
 
 

@@ -16,7 +16,10 @@ FRAMEWORKS = ("torch", "jax", "cupy", "dask")
 def run(code: str) -> str:
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, cwd=ROOT, check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     )
     return out.stdout.strip()
 

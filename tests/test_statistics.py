@@ -26,7 +26,9 @@ def test_hard_sample_frequencies_match_softmax(bk, tau):
 def test_hard_frequencies_along_axis_zero(bk):
     n = 100_000
     logits = np.broadcast_to(np.log(PROBS)[:, None], (PROBS.size, n))
-    y = bk.to_numpy(relaxcat.gumbel_softmax(bk.asarray(logits, "float32"), hard=True, axis=0, rng=7))
+    y = bk.to_numpy(
+        relaxcat.gumbel_softmax(bk.asarray(logits, "float32"), hard=True, axis=0, rng=7)
+    )
     result = stats.chisquare(y.sum(1), n * PROBS)
     assert result.pvalue > P_MIN, result
 

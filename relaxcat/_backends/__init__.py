@@ -67,7 +67,8 @@ def _identify(tp: type, x: Any, argname: str) -> Backend:
     except TypeError:
         raise TypeError(
             f"{argname} must be an array (NumPy, PyTorch, JAX, CuPy or any array-API array); "
-            f"got {tp.__module__}.{tp.__qualname__}. Convert it first, e.g. numpy.asarray({argname})."
+            f"got {tp.__module__}.{tp.__qualname__}. Convert it first, e.g. "
+            f"numpy.asarray({argname}).",
         ) from None
     backend = Backend(xp)
     backend.name = getattr(xp, "__name__", library)

@@ -59,7 +59,9 @@ def check_seed(seed: int) -> int:
 class NumpyGeneratorSource:
     """Draw with a NumPy ``Generator``; hand the result to ``xp.asarray`` unless ``xp`` is None."""
 
-    def __init__(self, generator: np.random.Generator, xp: ModuleType | None = None, device: Any = None) -> None:
+    def __init__(
+        self, generator: np.random.Generator, xp: ModuleType | None = None, device: Any = None
+    ) -> None:
         self.generator = generator
         self.xp = xp
         self.device = device

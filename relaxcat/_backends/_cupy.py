@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import contextlib
+import threading
 from typing import Any
 
 import array_api_compat.cupy as xp_cupy

@@ -1,0 +1,73 @@
+"""The test matrix: one session per backend, an agreement session, lint, and GPU cells.
+
+Each ``tests`` cell installs relaxcat plus what ``backends/<name>.txt`` lists and runs the
+whole suite with ``RELAXCAT_BACKENDS=<name>``. Run everything on the CPU with ``nox``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+BACKENDS = ROOT / "backends"
+CPU_BACKENDS = ["numpy", "array_api_strict", "torch", "jax"]
+GPU_BACKENDS = ["cupy", "torch", "jax"]
+
+nox.options.default_venv_backend = "virtualenv"  # pip inside: it sees the local torch wheel
+nox.options.error_on_missing_interpreters = True
+
+
+def requirements(*names: str) -> list[str]:
+    args = []
+    for name in names:
+        args += ["-r", str(BACKENDS / f"{name}.txt")]
+    return args
+
+
+@nox.session
+@nox.parametrize("backend", CPU_BACKENDS, ids=CPU_BACKENDS)
+def tests(session: nox.Session, backend: str) -> None:
+    """The whole suite on one backend (doctests included)."""
+    session.install(".[test]", *requirements(backend))
+    session.run("pytest", *session.posargs, env={"RELAXCAT_BACKENDS": backend})
+
+
+@nox.session
+def agreement(session: nox.Session) -> None:
+    """Identical noise through every CPU backend; results must match NumPy's."""
+    session.install(".[test]", *requirements(*CPU_BACKENDS))
+    session.run(
+        "pytest",
+        "tests/test_agreement.py",
+        *session.posargs,
+        env={"RELAXCAT_BACKENDS": ",".join(CPU_BACKENDS)},
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) and mypy on the package."""
+    session.install("ruff", "mypy", "numpy", "array-api-compat")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session(default=False, venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """CuPy, torch CUDA and JAX GPU, in the current interpreter (a GPU machine's own stack).
+
+    Not in the default run: it needs an NVIDIA GPU with CuPy, CUDA torch and CUDA JAX
+    installed beside relaxcat's dependencies (``backends/cupy.txt``).
+    """
+    env = {
+        "RELAXCAT_BACKENDS": ",".join(GPU_BACKENDS),
+        "RELAXCAT_TEST_DEVICE": "cuda",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    session.run(
+        "python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs, env=env, external=True
+    )
