@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
@@ -95,12 +96,18 @@ def test_non_array_logits():
 
 def test_generator_from_another_library_names_both(bk):
     if bk.name in ("numpy", "array_api_strict"):
-        torch = pytest.importorskip("torch", reason="needs a second library's generator")
-        foreign, lib = torch.Generator(), "torch"
+        foreign, lib = random.Random(0), "random"
     else:
         foreign, lib = np.random.default_rng(0), "numpy"
     with pytest.raises(TypeError, match=rf"rng is a {lib} object .* {bk.name} array"):
         relaxcat.gumbel_softmax(bk.asarray(GOOD), rng=foreign)
+
+
+@pytest.mark.backends("numpy", "array_api_strict")
+def test_torch_generator_with_numpy_logits_names_both(bk):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    with pytest.raises(TypeError, match=rf"rng is a torch object .* {bk.name} array"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), rng=torch.Generator())
 
 
 @pytest.mark.backends("jax")
