@@ -31,7 +31,12 @@ class TorchSource:
         self.device = device
 
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        u = torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
+        if self.generator is None:
+            # Not generator=None: that overload of rand takes no symbolic sizes, so
+            # torch.compile with dynamic shapes (a batch size, a number of samples) fails.
+            u = torch.rand(shape, dtype=dtype, device=self.device)
+        else:
+            u = torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
         # U == 0 gives +inf, clamped by the caller; U < 1 always, so no exact zeros.
         return u.log_().neg_()
 
