@@ -419,6 +419,20 @@ def test_gumbel_rao_variance_is_clearly_lower_with_16_samples(bk, tau):
     assert 0.8 < one / st < 1.25, (one, st)  # samples=1 is ST-GS in distribution
 
 
+@autodiff
+def test_reinmax_is_unbiased_at_tau_one_for_a_linear_objective(bk):
+    # For f(D) = <w, D> and tau = 1, pi1 = (D + p) / 2 with E[D] = p and E[D D^T] = diag(p),
+    # so E[2 J(pi1) w] = 1.5 J(p) w and the estimator's mean is exactly J(p) w. This checks
+    # the sampled D and the rule together; at tau = 0.5 the same test must fail (power).
+    exact = PROBS * W_STAT - PROBS * (PROBS @ W_STAT)
+    unbiased = per_draw_gradients(bk, "reinmax", 1, 1.0, seed=600)
+    z = (unbiased.mean(0) - exact) / (unbiased.std(0, ddof=1) / np.sqrt(DRAWS))
+    assert np.all(np.abs(z) < 5), z
+    biased = per_draw_gradients(bk, "reinmax", 1, 0.5, seed=700)
+    z = (biased.mean(0) - exact) / (biased.std(0, ddof=1) / np.sqrt(DRAWS))
+    assert np.max(np.abs(z)) > 10, z
+
+
 # -- compilation and function transforms ---------------------------------------------
 
 
