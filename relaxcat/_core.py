@@ -7,7 +7,7 @@ Every function here takes the namespace ``xp`` from the array's adapter
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ._backends import Array, Backend, backend_of
 from ._validation import (
@@ -167,7 +167,7 @@ def gumbel_softmax(
     axis: int = -1,
     rng: Any = None,
     noise: Array | None = None,
-    estimator: str = "st",
+    estimator: Literal["st", "reinmax", "gumbel_rao"] = "st",
     samples: int = 1,
 ) -> Array:
     r"""Draw a Gumbel-softmax (Concrete) sample, relaxed or straight-through one-hot.
@@ -290,12 +290,12 @@ def gumbel_softmax(
     0.0
 
     """
-    estimator, samples = check_estimator(estimator, samples, hard)
+    method, samples = check_estimator(estimator, samples, hard)
     p = Prepared(logits, tau, axis)
-    if estimator != "st":
+    if method != "st":
         from ._estimators import estimator_sample
 
-        return estimator_sample(p, estimator, samples, rng, noise)
+        return estimator_sample(p, method, samples, rng, noise)
     xp, backend = p.xp, p.backend
     s = p.x + p.noise(rng, noise)
     soft_needed = not hard or backend.tracks_gradients(p.x)

@@ -180,6 +180,18 @@ def test_numpy_integer_samples_are_accepted(bk):
     assert bk.to_numpy(y).sum() == LOGITS.shape[0]
 
 
+@pytest.mark.host_values
+@pytest.mark.parametrize("estimator", ["reinmax", "gumbel_rao"])
+def test_invalid_logits_raise_like_straight_through(bk, estimator):
+    bad = LOGITS.copy()
+    bad[2, 3] = np.nan
+    with pytest.raises(ValueError, match="logits contain NaN"):
+        sample(bk, bk.asarray(bad), estimator=estimator)
+    bad[2] = -np.inf
+    with pytest.raises(ValueError, match="every category is masked"):
+        sample(bk, bk.asarray(bad), estimator=estimator)
+
+
 @pytest.mark.backends("jax")
 def test_jax_gumbel_rao_needs_a_key_even_with_noise(bk):
     with pytest.raises(TypeError, match=r"gumbel_rao.*conditional.*PRNG key"):
