@@ -1,4 +1,4 @@
-"""The test matrix: one session per backend, an agreement session, lint, and GPU cells.
+"""The test matrix: one session per backend, an agreement session, lint, GPU cells, benchmarks.
 
 Each ``tests`` cell installs relaxcat plus what ``backends/<name>.txt`` lists and runs the
 whole suite with ``RELAXCAT_BACKENDS=<name>``. Run everything on the CPU with ``nox``.
@@ -71,3 +71,15 @@ def gpu(session: nox.Session) -> None:
     session.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs, env=env, external=True
     )
+
+
+@nox.session(default=False)
+def estimators(session: nox.Session) -> None:
+    """Regenerate the estimator comparison: docs/estimators.md and docs/img/estimators.png.
+
+    Bias and variance of every gradient estimator against an exact gradient, on PyTorch
+    (CPU). Not in the default run: it takes minutes. Options go through, e.g.
+    ``nox -s estimators -- --draws 20000``.
+    """
+    session.install(".", *requirements("torch"), "matplotlib>=3.8")
+    session.run("python", "benchmarks/estimators.py", *session.posargs)

@@ -11,8 +11,9 @@ an adapter is loaded the first time an array of its library is seen.
 array([1., 1.])
 """
 
+from ._anneal import anneal_tau
 from ._core import gumbel_noise, gumbel_softmax
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "gumbel_noise", "gumbel_softmax"]
+__all__ = ["__version__", "anneal_tau", "gumbel_noise", "gumbel_softmax"]

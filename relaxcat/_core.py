@@ -7,11 +7,12 @@ Every function here takes the namespace ``xp`` from the array's adapter
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ._backends import Array, Backend, backend_of
 from ._validation import (
     check_categories,
+    check_estimator,
     check_finite_rows,
     check_noise,
     check_tau,
@@ -166,6 +167,8 @@ def gumbel_softmax(
     axis: int = -1,
     rng: Any = None,
     noise: Array | None = None,
+    estimator: Literal["st", "reinmax", "gumbel_rao"] = "st",
+    samples: int = 1,
 ) -> Array:
     r"""Draw a Gumbel-softmax (Concrete) sample, relaxed or straight-through one-hot.
 
@@ -193,8 +196,9 @@ def gumbel_softmax(
         cannot, and a value <= 0 there gives NaN or inf rather than an error.
     hard : bool, default False
         If True, return the exact one-hot :math:`\mathrm{onehot}(\arg\max(\ell + g))`
-        (every entry exactly 0.0 or 1.0, ties to the first index) whose gradient is that
-        of the soft sample (the straight-through estimator).
+        (every entry exactly 0.0 or 1.0, ties to the first index), a draw from
+        :math:`\mathrm{Categorical}(\mathrm{softmax}(\ell))`, with the gradient that
+        ``estimator`` chooses.
     axis : int, default -1
         The category axis.
     rng : None, int, or generator, optional
@@ -209,7 +213,25 @@ def gumbel_softmax(
         Explicit standard-Gumbel noise of the logits' shape, library and device (see
         :func:`gumbel_noise`). It overrides ``rng``. Use it under ``torch.compile``, to
         share noise between calls, or to compare libraries. It is cast to the compute
-        dtype (float32 for half-precision logits).
+        dtype (float32 for half-precision logits). With ``estimator="gumbel_rao"`` it
+        decides the sample; the conditional draws still come from ``rng``.
+    estimator : {"st", "reinmax", "gumbel_rao"}, default "st"
+        The gradient of the ``hard=True`` sample; the forward value is the same one-hot
+        for all three. ``"st"``: straight-through Gumbel-softmax, the gradient of the soft
+        sample. ``"reinmax"``: ReinMax (Liu et al. 2023), ``2 J(pi1) g - 0.5 J(pi0) g``
+        for the upstream gradient ``g``, where ``D`` is the one-hot sample, ``pi0 =
+        softmax(logits)``, ``pi1 = (D + softmax(logits / tau)) / 2`` and ``J(p) = diag(p)
+        - p p^T``; any ``tau > 0`` is accepted (its authors recommend ``tau >= 1``), and an
+        array ``tau`` gets no gradient from it. ``"gumbel_rao"``:
+        Gumbel-Rao (Paulus et al. 2021), the straight-through gradient averaged over
+        ``samples`` Gumbel draws conditioned on the sampled category; lower variance,
+        same mean. Any other value raises ``ValueError``, and so does a value other than
+        ``"st"`` with ``hard=False`` (the soft sample has its exact gradient).
+    samples : int, default 1
+        Number of conditional Gumbel draws that ``estimator="gumbel_rao"`` averages
+        (``samples=1`` is straight-through in distribution). They are drawn from ``rng``
+        after the sample's own noise, as ``samples`` arrays of the logits' shape; on JAX,
+        ``rng`` is required even with ``noise=``. Other estimators take ``samples=1``.
 
     Returns
     -------
@@ -221,10 +243,13 @@ def gumbel_softmax(
     ------
     TypeError
         For integer, bool or complex logits; for an ``rng`` or ``noise`` from another
-        library; for ``rng=None`` with JAX arrays.
+        library; for ``rng=None`` with JAX arrays; for a non-string ``estimator`` or a
+        non-integer ``samples``.
     ValueError
         For ``tau`` <= 0, inf or NaN; a ``tau`` or ``noise`` of the wrong shape; logits
-        with NaN, ``+inf`` or an entirely masked row (where values can be read).
+        with NaN, ``+inf`` or an entirely masked row (where values can be read); an
+        unknown ``estimator``, or one other than ``"st"`` with ``hard=False``;
+        ``samples < 1``, or ``samples != 1`` with an estimator other than ``"gumbel_rao"``.
     numpy.exceptions.AxisError
         For an out-of-range ``axis``.
 
@@ -232,7 +257,15 @@ def gumbel_softmax(
     -----
     NumPy, CuPy and array-API libraries without autodiff return the same forward values
     as PyTorch and JAX; no gradient is defined there. With ``hard=True`` and no gradient
-    to carry, the soft sample is not computed at all.
+    to carry, the soft sample and every estimator's surrogate are not computed at all.
+
+    ReinMax's rule is registered with the autodiff system: on PyTorch as a
+    ``torch.autograd.Function`` with ``setup_context`` (so ``torch.func.grad``, ``vmap``
+    and, outside ``torch.compile``, ``jvp`` apply), on JAX as a ``jax.custom_jvp``. The
+    other estimators are written with ``stop_gradient``. Every estimator runs under
+    ``torch.compile(fullgraph=True)`` with ``noise=``, under ``jax.jit``, and under
+    ``torch.func.vmap`` (``randomness="different"`` when it draws). Their bias and
+    variance are compared in ``docs/estimators.md``.
 
     Examples
     --------
@@ -245,6 +278,11 @@ def gumbel_softmax(
     >>> relaxcat.gumbel_softmax(logits, tau=0.5, hard=True, rng=0)
     array([[0., 1., 0.]])
 
+    Every estimator returns the same one-hot sample; only its gradient differs:
+
+    >>> relaxcat.gumbel_softmax(logits, hard=True, rng=0, estimator="gumbel_rao", samples=8)
+    array([[0., 1., 0.]])
+
     A masked category is never chosen:
 
     >>> masked = np.array([[0.0, -np.inf, 0.0]])
@@ -252,7 +290,12 @@ def gumbel_softmax(
     0.0
 
     """
+    method, samples = check_estimator(estimator, samples, hard)
     p = Prepared(logits, tau, axis)
+    if method != "st":
+        from ._estimators import estimator_sample
+
+        return estimator_sample(p, method, samples, rng, noise)
     xp, backend = p.xp, p.backend
     s = p.x + p.noise(rng, noise)
     soft_needed = not hard or backend.tracks_gradients(p.x)

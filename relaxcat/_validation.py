@@ -169,3 +169,33 @@ def check_noise(
     if noise.dtype != dtype:
         noise = xp.astype(noise, dtype)
     return noise
+
+
+#: Gradient estimators for ``hard=True`` samples, in the order the docs list them.
+ESTIMATORS = ("st", "reinmax", "gumbel_rao")
+
+
+def check_estimator(estimator: object, samples: object, hard: bool) -> tuple[str, int]:
+    """Validate ``estimator`` and ``samples``; return them as ``(name, int)``."""
+    valid = ", ".join(repr(name) for name in ESTIMATORS)
+    if not isinstance(estimator, str):
+        raise TypeError(f"estimator must be a string, one of {valid}; got {estimator!r}.")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r} is not a known estimator; use one of {valid}.")
+    if not isinstance(samples, numbers.Integral) or isinstance(samples, (bool, np.bool_)):
+        raise TypeError(f"samples must be an int >= 1; got {samples!r}.")
+    samples = int(samples)
+    if samples < 1:
+        raise ValueError(f"samples={samples}: the number of conditional draws must be >= 1.")
+    if estimator != "st" and not hard:
+        raise ValueError(
+            f"estimator={estimator!r} is a gradient estimator for the one-hot sample and "
+            f"applies only with hard=True; the soft sample (hard=False) has its exact "
+            f"reparameterisation gradient. Pass hard=True, or leave estimator='st'."
+        )
+    if samples != 1 and estimator != "gumbel_rao":
+        raise ValueError(
+            f"samples={samples} applies only to estimator='gumbel_rao' (the number of "
+            f"conditional Gumbel draws it averages); estimator={estimator!r} takes samples=1."
+        )
+    return estimator, samples

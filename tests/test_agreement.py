@@ -26,6 +26,14 @@ CASES = {
     "soft-tiny-tau": {"tau": 1e-4},
     "hard": {"tau": 0.5, "hard": True},
     "hard-axis0": {"tau": 0.5, "hard": True, "axis": 0},
+    "hard-reinmax": {"tau": 1.5, "hard": True, "estimator": "reinmax"},
+    "hard-gumbel-rao": {
+        "tau": 0.5,
+        "hard": True,
+        "estimator": "gumbel_rao",
+        "samples": 4,
+        "rng": 0,
+    },
 }
 
 

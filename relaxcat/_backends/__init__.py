@@ -13,31 +13,47 @@ Contract of this layer:
 
 from __future__ import annotations
 
-import importlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ._base import Array, Backend, NoiseSource, library_of
 
 __all__ = ["Array", "Backend", "NoiseSource", "backend_of", "library_of"]
 
-# package that defines the array type -> "module:class" of its adapter
-_ADAPTERS = {
-    "numpy": "._numpy:NumpyBackend",
-    "torch": "._torch:TorchBackend",
-    "jax": "._jax:JaxBackend",
-    "cupy": "._cupy:CupyBackend",
-}
+# packages that define array types and have an adapter module ``_<package>.py``
+_ADAPTERS = ("numpy", "torch", "jax", "cupy")
 
 _by_type: dict[type, Backend] = {}
 _by_library: dict[str, Backend] = {}
 
 
+def _adapter_class(library: str) -> Callable[[], Backend]:
+    """Import the adapter of ``library`` with plain import statements.
+
+    Not ``importlib.import_module``: TorchDynamo cannot trace it but does run import
+    statements, so the first relaxcat call of a process may sit inside ``torch.compile``.
+    """
+    if library == "numpy":
+        from ._numpy import NumpyBackend
+
+        return NumpyBackend
+    if library == "torch":
+        from ._torch import TorchBackend
+
+        return TorchBackend
+    if library == "jax":
+        from ._jax import JaxBackend
+
+        return JaxBackend
+    from ._cupy import CupyBackend
+
+    return CupyBackend
+
+
 def _load(library: str) -> Backend:
     if library not in _by_library:
-        module_name, _, class_name = _ADAPTERS[library].partition(":")
-        module = importlib.import_module(module_name, __name__)
-        _by_library[library] = getattr(module, class_name)()
+        _by_library[library] = _adapter_class(library)()
     return _by_library[library]
 
 

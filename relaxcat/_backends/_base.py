@@ -8,14 +8,18 @@ An adapter answers the questions the array-API standard leaves open, and nothing
 * **autodiff** - :meth:`Backend.stop_gradient` and :meth:`Backend.tracks_gradients`;
 * **what can be inspected** - :meth:`Backend.values_readable` says whether the values of an
   array can be read now (not traced by a compiler, not lazy, not on an accelerator where a
-  read would stall the stream), so argument checks that need values run only there.
+  read would stall the stream), so argument checks that need values run only there;
+* **registered gradient rules** - :meth:`Backend.reinmax` attaches an estimator's gradient to
+  the one-hot sample. Its generic form below, written with ``stop_gradient``, defines the
+  rule; the torch and JAX adapters register the same rule with their autodiff systems.
 
-The mathematics never lives here: it is written once, in ``relaxcat/_core.py``, on the
-array-API namespace :attr:`Backend.xp`.
+The sampling mathematics never lives here: it is written once, in ``relaxcat/_core.py`` and
+``relaxcat/_estimators.py``, on the array-API namespace :attr:`Backend.xp`.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 import threading
 from types import ModuleType
@@ -170,3 +174,36 @@ class Backend:
 
     def _numpy_source(self, generator: np.random.Generator, device: Any) -> NoiseSource:
         return NumpyGeneratorSource(generator, self.xp, device)
+
+    # -- estimators ------------------------------------------------------------------
+    # Gradient rules of the hard-sample estimators (relaxcat/_estimators.py). The generic
+    # form here is the definition: it is written with stop_gradient on the array-API
+    # namespace, so it is correct on any library with autodiff. An adapter may replace it
+    # with a rule registered with its autodiff system, and a test holds the two equal.
+
+    def reinmax(self, x: Array, hot: Array, pi0: Array, pi1: Array, axis: int) -> Array:
+        """``hot`` in the forward pass; ReinMax's gradient ``2 J(pi1) g - 0.5 J(pi0) g`` to ``x``.
+
+        ``J(p) = diag(p) - p p^T`` is the softmax Jacobian at ``p``; ``pi0``, ``pi1`` and
+        ``hot`` carry no gradient. Written as ``hot`` plus the rule applied to the tangent
+        ``t = x - stop_gradient(x)``: ``t`` is exactly zero, so the forward value is exactly
+        ``hot``, and its derivative with respect to ``x`` is the identity. Masked (-inf)
+        logits are replaced by 0 in ``t`` (they have ``p = 0``, so their gradient is 0).
+        """
+        xp = self.xp
+        finite = xp.where(x == -math.inf, xp.zeros_like(x), x)
+        t = finite - self.stop_gradient(finite)
+        return hot + reinmax_jvp(xp, pi0, pi1, t, axis)
+
+
+def softmax_jvp(xp: Any, p: Array, t: Array, axis: int) -> Array:
+    """``J(p) t = p * (t - sum(p * t))`` along ``axis``: the softmax Jacobian at ``p`` times ``t``.
+
+    ``J(p)`` is symmetric, so this is also the vector-Jacobian product.
+    """
+    return p * (t - xp.sum(p * t, axis=axis, keepdims=True))
+
+
+def reinmax_jvp(xp: Any, pi0: Array, pi1: Array, t: Array, axis: int) -> Array:
+    """ReinMax's rule applied to ``t``: ``2 J(pi1) t - 0.5 J(pi0) t``, also its VJP."""
+    return 2.0 * softmax_jvp(xp, pi1, t, axis) - 0.5 * softmax_jvp(xp, pi0, t, axis)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from ._base import Backend, NoiseSource
+from ._base import Backend, NoiseSource, reinmax_jvp
 
 _NEEDS_KEY = (
     "JAX has no global random state, so relaxcat needs a PRNG key for JAX arrays: pass "
@@ -40,6 +41,22 @@ class JaxSource:
         if isinstance(self.device, jax.Device) and not isinstance(draws, jax.core.Tracer):
             draws = jax.device_put(draws, self.device)
         return draws
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
+def reinmax_rule(x: Any, hot: Any, pi0: Any, pi1: Any, axis: int) -> Any:
+    """ReinMax registered with JAX: ``hot`` forward, tangent ``2 J(pi1) dx - 0.5 J(pi0) dx``.
+
+    A JVP rule, linear in ``dx``: JAX transposes it for ``grad``, and it serves ``jvp``,
+    ``jacfwd``, ``vmap`` and ``jit`` as well. ``hot``, ``pi0`` and ``pi1`` carry no gradient.
+    """
+    return hot
+
+
+@reinmax_rule.defjvp
+def _reinmax_rule_jvp(axis: int, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+    _, hot, pi0, pi1 = primals
+    return hot, reinmax_jvp(jnp, pi0, pi1, tangents[0], axis)
 
 
 class JaxBackend(Backend):
@@ -90,3 +107,7 @@ class JaxBackend(Backend):
                 f"rng holds {rng.shape} keys; pass one key (use jax.vmap to map over keys)."
             )
         return JaxSource(rng, device)
+
+    # -- estimators ------------------------------------------------------------------
+    def reinmax(self, x: Any, hot: Any, pi0: Any, pi1: Any, axis: int) -> Any:
+        return reinmax_rule(x, hot, pi0, pi1, axis)

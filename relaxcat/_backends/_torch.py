@@ -8,7 +8,7 @@ from typing import Any
 import array_api_compat.torch as xp_torch
 import torch
 
-from ._base import Backend, NoiseSource
+from ._base import Backend, NoiseSource, reinmax_jvp
 
 _functorch = getattr(torch._C, "_functorch", None)
 _is_functorch_wrapped = getattr(_functorch, "is_functorch_wrapped_tensor", None)
@@ -31,9 +31,53 @@ class TorchSource:
         self.device = device
 
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        u = torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
+        if self.generator is None:
+            # Not generator=None: that overload of rand takes no symbolic sizes, so
+            # torch.compile with dynamic shapes (a batch size, a number of samples) fails.
+            u = torch.rand(shape, dtype=dtype, device=self.device)
+        else:
+            u = torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
         # U == 0 gives +inf, clamped by the caller; U < 1 always, so no exact zeros.
         return u.log_().neg_()
+
+
+class ReinMaxRule(torch.autograd.Function):
+    """ReinMax registered with autograd: forward ``hot``, backward ``2 J(pi1) g - 0.5 J(pi0) g``.
+
+    ``forward`` and ``setup_context`` are separate, and the rule uses torch operations only,
+    so it works under ``torch.func`` (``grad``, ``vjp``, ``vmap``) and ``torch.compile``.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, hot: Any, pi0: Any, pi1: Any, axis: int) -> Any:
+        return hot
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        _, _, pi0, pi1, axis = inputs
+        ctx.save_for_backward(pi0, pi1)
+        ctx.save_for_forward(pi0, pi1)
+        ctx.axis = axis
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[Any, ...]:
+        pi0, pi1 = ctx.saved_tensors
+        return reinmax_jvp(xp_torch, pi0, pi1, g, ctx.axis), None, None, None, None
+
+
+class ReinMaxRuleWithJvp(ReinMaxRule):
+    """:class:`ReinMaxRule` with forward-mode AD (``torch.func.jvp``, ``jacfwd``), used eagerly.
+
+    ``torch.compile`` cannot trace a Function that defines ``jvp``, so compiled code gets
+    :class:`ReinMaxRule`; the rule (``J`` is symmetric) is the same in both directions.
+    """
+
+    @staticmethod
+    def jvp(ctx: Any, dx: Any, *_: Any) -> Any:
+        pi0, pi1 = ctx.saved_tensors
+        return reinmax_jvp(xp_torch, pi0, pi1, dx, ctx.axis)
 
 
 class TorchBackend(Backend):
@@ -86,3 +130,8 @@ class TorchBackend(Backend):
                 f"create it with torch.Generator(device={str(device)!r})."
             )
         return TorchSource(rng, device)
+
+    # -- estimators ------------------------------------------------------------------
+    def reinmax(self, x: Any, hot: Any, pi0: Any, pi1: Any, axis: int) -> Any:
+        rule = ReinMaxRule if torch.compiler.is_compiling() else ReinMaxRuleWithJvp
+        return rule.apply(x, hot, pi0, pi1, axis)

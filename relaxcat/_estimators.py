@@ -1,0 +1,130 @@
+"""Gradient estimators for the one-hot sample: ReinMax and Gumbel-Rao.
+
+``gumbel_softmax(logits, tau, hard=True, estimator=...)`` draws the exact one-hot
+Gumbel-max sample ``D = onehot(argmax(logits + g))``, a draw from
+``Categorical(softmax(logits))``, and attaches a gradient to it. The straight-through
+Gumbel-softmax (``"st"``) lives in ``relaxcat/_core.py``; the other estimators live here.
+All of them return exactly the same forward value for the same noise; they differ only in
+the gradient.
+
+* **ReinMax** (Liu et al. 2023): the gradient is ``2 J(pi1) g - 0.5 J(pi0) g`` for an
+  upstream gradient ``g``, with ``pi0 = softmax(logits)``, ``pi1 = (D + softmax(logits /
+  tau)) / 2`` and ``J(p) = diag(p) - p p^T``. The rule is attached by the adapter
+  (:meth:`relaxcat._backends.Backend.reinmax`); torch and JAX register it with their autodiff.
+* **Gumbel-Rao** (Paulus et al. 2021): the straight-through surrogate
+  ``softmax((logits + g) / tau)`` averaged over ``samples`` Gumbel draws ``g`` conditioned
+  on ``argmax(logits + g) = D``. The conditional noise is a constant (it carries no
+  gradient), so each term is an ST-GS gradient and ``samples=1`` is ST-GS in distribution;
+  averaging is Rao-Blackwellisation, which lowers the variance and keeps the mean.
+
+Where no gradient can flow (NumPy, CuPy, array-API libraries without autodiff, or torch
+tensors that do not require grad), only the one-hot sample is computed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backends import Array, NoiseSource
+from ._core import Prepared, gumbel_from_exponential, one_hot_argmax, scaled_softmax
+
+__all__ = ["conditional_gumbel", "estimator_sample"]
+
+
+def estimator_sample(
+    p: Prepared, estimator: str, samples: int, rng: object, noise: object
+) -> Array:
+    """``gumbel_softmax(..., hard=True, estimator=estimator)`` for ``estimator != "st"``.
+
+    The random numbers of one call come from one noise source, in this order: the Gumbel
+    noise that decides the sample (draw 0), then, for Gumbel-Rao, the exponentials of the
+    conditional draws (draw 1). With ``noise=``, draw 0 is skipped rather than reused, so
+    ``noise=gumbel_noise(x, rng=s), rng=s`` gives what ``rng=s`` gives, and the conditional
+    draws never repeat the exponentials behind ``noise``.
+    """
+    xp, backend = p.xp, p.backend
+    shape = tuple(p.logits.shape)
+    source: NoiseSource | None = None
+    if noise is None:
+        source = backend.noise_source(rng, p.device)
+        gumbel = gumbel_from_exponential(xp, source.standard_exponential(shape, p.dtype), p.dtype)
+    else:
+        gumbel = p.noise(None, noise)
+    s = p.x + gumbel
+    with backend.errstate():
+        if backend.values_readable(s):
+            p.check_rows(xp.max(s, axis=p.axis, keepdims=True), noise is not None)
+        hot = one_hot_argmax(xp, s, p.axis, p.dtype, p.device)
+        if not backend.tracks_gradients(p.x):
+            return p.out(hot)  # no gradient to carry: the surrogate is not needed
+        if estimator == "reinmax":
+            return p.out(reinmax(p, hot))
+        if source is None:
+            source = gumbel_rao_source(p, rng, samples)
+            source.standard_exponential(shape, p.dtype)  # draw 0 belongs to the noise
+        return p.out(gumbel_rao(p, hot, samples, source))
+
+
+def reinmax(p: Prepared, hot: Array) -> Array:
+    """The one-hot ``hot`` with ReinMax's gradient with respect to the logits.
+
+    ``pi1`` is a constant (as in the published algorithm), so an array ``tau`` gets no
+    gradient from this estimator.
+    """
+    xp, backend = p.xp, p.backend
+    x = backend.stop_gradient(p.x)
+    row_max = xp.max(x, axis=p.axis, keepdims=True)
+    pi0 = scaled_softmax(xp, x, row_max, 1.0, p.axis)
+    pi1 = (hot + scaled_softmax(xp, x, row_max, p.tau, p.axis)) / 2.0
+    return backend.reinmax(p.x, hot, pi0, backend.stop_gradient(pi1), p.axis)
+
+
+def gumbel_rao_source(p: Prepared, rng: object, samples: int) -> NoiseSource:
+    try:
+        return p.backend.noise_source(rng, p.device)
+    except TypeError as exc:
+        raise TypeError(
+            f"estimator='gumbel_rao' draws its {samples} conditional Gumbel sample(s) from "
+            f"rng even when noise= is given (noise= fixes the one-hot sample only): {exc}"
+        ) from exc
+
+
+def gumbel_rao(p: Prepared, hot: Array, samples: int, source: NoiseSource) -> Array:
+    """The one-hot ``hot`` with the Gumbel-Rao gradient of ``samples`` conditional draws."""
+    xp, backend = p.xp, p.backend
+    e = source.standard_exponential((samples, *tuple(p.logits.shape)), p.dtype)
+    g = conditional_gumbel(xp, backend.stop_gradient(p.x), hot, e, p.axis)
+    z = p.x + g  # (samples, *shape); the logits carry the gradient, the noise does not
+    axis = p.axis + 1
+    row_max = backend.stop_gradient(xp.max(z, axis=axis, keepdims=True))
+    surrogate = xp.mean(scaled_softmax(xp, z, row_max, p.tau, axis), axis=0)
+    return hot + (surrogate - backend.stop_gradient(surrogate))
+
+
+def conditional_gumbel(xp: Any, logits: Array, hot: Array, e: Array, axis: int) -> Array:
+    """Gumbel noise ``g`` with ``argmax(logits + g) = argmax(hot)``, one draw per row of ``e``.
+
+    ``e`` holds Exp(1) draws of shape ``(K, *logits.shape)``; the result has that shape and
+    is a draw of the standard Gumbel noise conditioned on the one-hot ``hot``. With
+    ``log p = log_softmax(logits)`` and ``E_D`` the exponential of the chosen category
+    ``D`` (Paulus et al. 2021, with ``Z = sum(exp(logits))``)::
+
+        logits_D + g_D = log Z - log E_D
+        logits_j + g_j = -log(E_j exp(-logits_j) + E_D / Z)         (j != D)
+
+    that is ``g_D = -log E_D - log p_D`` and ``g_j = -logaddexp(log E_j, log E_D + log p_j)``.
+    Written so, no ``exp(logits)`` is ever formed (it overflows for logits above ~88 in
+    float32), and a masked category (``log p_j = -inf``) gets the finite ``g_j = -log E_j``.
+    In exact arithmetic every category other than ``D`` ends strictly below it; in float32 a
+    category within rounding error of ``D`` may tie with it.
+    """
+    dtype = e.dtype
+    info = xp.finfo(dtype)
+    log_e = xp.log(xp.clip(e, float(info.smallest_normal), float(info.max)))
+    row_max = xp.max(logits, axis=axis, keepdims=True)
+    log_z = row_max + xp.log(xp.sum(xp.exp(logits - row_max), axis=axis, keepdims=True))
+    log_p = logits - log_z
+    log_e_top = xp.sum(hot * log_e, axis=axis + 1, keepdims=True)  # exact: hot is 0 or 1
+    others = -xp.logaddexp(log_e, log_e_top + log_p)
+    top = -log_e_top - log_p
+    return xp.where(hot != 0, top, others)
