@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import array_api_compat.torch as xp_torch
+import numpy as np
 import torch
 
 from ._base import Backend, NoiseSource
@@ -23,17 +28,161 @@ def _canonical(device: torch.device) -> torch.device:
     return device
 
 
+_LIMITS = {
+    dtype: (torch.finfo(dtype).smallest_normal, torch.finfo(dtype).max)
+    for dtype in (torch.float32, torch.float64)
+}
+
+
+# Large CPU draws: torch's CPU generator (one mt19937 stream) fills about 300 M floats/s
+# on one core; NumPy's SFC64 in fixed blocks, filled in parallel with the GIL released,
+# is several times faster. The blocks are seeded from one 63-bit draw of the torch
+# generator, so ``torch.manual_seed`` and explicit ``torch.Generator`` objects still decide
+# the sample, and the result does not depend on the number of threads.
+_BLOCK = 1 << 19
+_PARALLEL_MIN = 2 * _BLOCK
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(
+                    max_workers=max(1, torch.get_num_threads()), thread_name_prefix="relaxcat"
+                )
+    return _pool
+
+
+def _forget_pool() -> None:  # a forked child has no worker threads
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _uniform_blocks(
+    shape: tuple[int, ...], dtype: torch.dtype, generator: torch.Generator | None
+) -> torch.Tensor:
+    """U[0, 1) on the CPU from SFC64 streams, one per fixed block, filled in parallel."""
+    out = torch.empty(shape, dtype=dtype)
+    flat = out.view(-1).numpy()
+    seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64))
+    n_blocks = -(-flat.size // _BLOCK)
+    children = np.random.SeedSequence(seed).spawn(n_blocks)
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+
+    def fill(i: int) -> None:
+        block = flat[i * _BLOCK : (i + 1) * _BLOCK]
+        np.random.Generator(np.random.SFC64(children[i])).random(out=block, dtype=np_dtype)
+
+    for _ in _thread_pool().map(fill, range(n_blocks)):
+        pass
+    return out
+
+
 class TorchSource:
-    """Exp(1) as ``-log(U)``: ``torch.rand`` is several times faster than ``exponential_``."""
+    """Exp(1) as ``-log(U)``: uniform draws are several times faster than ``exponential_``.
+
+    ``U`` comes from ``torch.rand`` on the tensor's device, except for large draws on the
+    CPU outside ``torch.compile``, which use :func:`_uniform_blocks`. Both give float32
+    uniforms on the grid k * 2**-24 (float64: 2**-53), so the Gumbel tail is the same.
+    """
 
     def __init__(self, generator: torch.Generator | None, device: torch.device) -> None:
         self.generator = generator
         self.device = device
 
+    def uniform(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+        if (
+            self.device.type == "cpu"
+            and math.prod(shape) >= _PARALLEL_MIN
+            and not torch.compiler.is_compiling()
+        ):
+            return _uniform_blocks(shape, dtype, self.generator)
+        return torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
+
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        u = torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
         # U == 0 gives +inf, clamped by the caller; U < 1 always, so no exact zeros.
-        return u.log_().neg_()
+        return self.uniform(shape, dtype).log_().neg_()
+
+    def log_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """``log(clip(E, tiny, max))`` in one buffer: the generic formula, in place."""
+        tiny, big = _LIMITS[dtype]
+        return self.standard_exponential(shape, dtype).clamp_(tiny, big).log_()
+
+    def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self.log_exponential(shape, dtype).neg_()
+
+
+def _scaled_softmax_(s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int) -> torch.Tensor:
+    """``softmax(s / tau)`` written over ``s`` (the generic formula, in place)."""
+    s.sub_(row_max).div_(tau).exp_()
+    return s.div_(s.sum(dim, keepdim=True))
+
+
+def _one_hot(s: torch.Tensor, dim: int) -> torch.Tensor:
+    index = s.argmax(dim, keepdim=True)  # ties: the first index
+    return torch.zeros_like(s).scatter_(dim, index, 1.0)
+
+
+def _softmax_vjp(y: torch.Tensor, grad: torch.Tensor, tau: float, dim: int) -> torch.Tensor:
+    """``J(y)^T grad / tau = y * (grad - <grad, y>) / tau`` for ``y = softmax(z / tau)``.
+
+    One temporary the size of ``y``; differentiable, so double backward works.
+    """
+    out = grad * y
+    out.addcmul_(y, out.sum(dim, keepdim=True), value=-1.0)
+    return out if tau == 1.0 else out.mul_(1.0 / tau)
+
+
+class _SoftSample(torch.autograd.Function):
+    """Registered rule for the soft sample: saves only ``y``, the backward is one formula."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int):  # type: ignore[override]
+        return _scaled_softmax_(s, row_max, tau, dim)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.tau, ctx.dim = inputs[3], inputs[4]
+        ctx.mark_dirty(inputs[1])
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        return _softmax_vjp(y, grad, ctx.tau, ctx.dim), None, None, None, None
+
+
+class _HardSample(torch.autograd.Function):
+    """Straight-through rule: outputs the exact one-hot and the soft sample it differentiates."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int):  # type: ignore[override]
+        hot = _one_hot(s, dim)
+        return hot, _scaled_softmax_(s, row_max, tau, dim)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.tau, ctx.dim = inputs[3], inputs[4]
+        ctx.mark_dirty(inputs[1])
+        ctx.save_for_backward(output[1])
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_hot: torch.Tensor, grad_soft: torch.Tensor | None
+    ) -> tuple[Any, ...]:  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        grad = grad_hot if grad_soft is None else grad_hot + grad_soft
+        return _softmax_vjp(y, grad, ctx.tau, ctx.dim), None, None, None, None
 
 
 class TorchBackend(Backend):
@@ -86,3 +235,58 @@ class TorchBackend(Backend):
                 f"create it with torch.Generator(device={str(device)!r})."
             )
         return TorchSource(rng, device)
+
+    # -- fast paths ------------------------------------------------------------------
+    def fast_gumbel_softmax(self, prepared: Any, rng: object, noise: object, hard: bool) -> Any:
+        """Eager torch: noise, sample and one-hot in one buffer; a registered backward.
+
+        Used outside ``torch.compile`` and ``torch.func`` transforms, for a Python ``tau``.
+        It computes the generic formula in place (same operations, same order), so its
+        values equal the generic path's; the backward saves only the soft sample.
+        """
+        p = prepared
+        x = p.x
+        if type(p.tau) is not float or torch.compiler.is_compiling():
+            return None
+        if _is_functorch_wrapped is not None and _is_functorch_wrapped(x):
+            return None
+        dim = p.axis
+        tracks = torch.is_grad_enabled() and x.requires_grad
+        if noise is None:
+            source = self.noise_source(rng, x.device)
+            if not tracks and x.device.type == "cpu" and x.numel() <= _TINY:
+                return p.out(torch.from_numpy(_tiny_sample(source, p, hard)))
+            s = source.log_exponential(tuple(x.shape), p.dtype)  # type: ignore[attr-defined]
+            torch.sub(x.detach(), s, out=s)  # x + g, with g = -log E
+        else:
+            from .._validation import check_noise
+
+            s = x.detach() + check_noise(noise, self, p.logits, p.dtype)
+        row_max = s.amax(dim, keepdim=True)
+        if x.device.type == "cpu" and not math.isfinite(row_max.sum(dtype=torch.float64).item()):
+            p.check_rows(row_max, noise is not None)  # raises with the diagnosis
+        if not tracks:
+            y = _one_hot(s, dim) if hard else _scaled_softmax_(s, row_max, p.tau, dim)
+        elif hard:
+            y = _HardSample.apply(x, s, row_max, p.tau, dim)[0]
+        else:
+            y = _SoftSample.apply(x, s, row_max, p.tau, dim)
+        return p.out(y)
+
+
+# Below this many elements a torch call costs its dispatch overhead, several microseconds
+# per operation, more than the arithmetic: after torch draws the uniforms, NumPy computes
+# the generic formula on the same memory with a fraction of that overhead.
+_TINY = 1024
+
+
+def _tiny_sample(source: TorchSource, p: Any, hard: bool) -> np.ndarray:
+    from ._numpy import sample_, x_minus_log_
+
+    e = source.uniform(tuple(p.x.shape), p.dtype).numpy()
+    np.log(e, out=e)
+    np.negative(e, out=e)  # E = -log U, finite except U == 0
+    tiny, big = _LIMITS[p.dtype]
+    np.clip(e, tiny, big, out=e)
+    s = x_minus_log_(p.x.numpy(), e)
+    return sample_(s, p, hard, lambda m: p.check_rows(torch.from_numpy(m), False))
