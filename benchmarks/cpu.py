@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     table = [HEADER, *[fmt_row(r) for r in rows]]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
     for line in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)))
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
     print(f"\nmachine: {machine()}")
     print(
         "ratio = anchor time / relaxcat time (>= 1: relaxcat faster); memory: peak growth "

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._base import Backend, NoiseSource, NumpyGeneratorSource
 
-_TINY = {
+_TINY: dict[Any, Any] = {
     np.dtype(np.float32): np.finfo(np.float32).smallest_normal,
     np.dtype(np.float64): np.finfo(np.float64).smallest_normal,
 }
@@ -41,7 +41,8 @@ class NumpyBackend(Backend):
         """The NumPy ``Generator`` that ``rng`` stands for (same rules as noise_source)."""
         if type(rng) is np.random.Generator:
             return rng
-        return self.noise_source(rng, None).generator  # type: ignore[attr-defined,no-any-return]
+        source: Any = self.noise_source(rng, None)
+        return source.generator
 
     # -- fast paths ------------------------------------------------------------------
     def fast_gumbel_softmax(self, prepared: Any, rng: object, noise: object, hard: bool) -> Any:

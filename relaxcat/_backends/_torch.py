@@ -145,7 +145,9 @@ class _SoftSample(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: torch.Tensor, s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int):  # type: ignore[override]
+    def forward(
+        x: torch.Tensor, s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int
+    ) -> Any:
         return _scaled_softmax_(s, row_max, tau, dim)
 
     @staticmethod
@@ -155,7 +157,7 @@ class _SoftSample(torch.autograd.Function):
         ctx.save_for_backward(output)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         (y,) = ctx.saved_tensors
         return _softmax_vjp(y, grad, ctx.tau, ctx.dim), None, None, None, None
 
@@ -166,7 +168,9 @@ class _HardSample(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: torch.Tensor, s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int):  # type: ignore[override]
+    def forward(
+        x: torch.Tensor, s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int
+    ) -> Any:
         hot = _one_hot(s, dim)
         return hot, _scaled_softmax_(s, row_max, tau, dim)
 
@@ -179,7 +183,7 @@ class _HardSample(torch.autograd.Function):
     @staticmethod
     def backward(
         ctx: Any, grad_hot: torch.Tensor, grad_soft: torch.Tensor | None
-    ) -> tuple[Any, ...]:  # type: ignore[override]
+    ) -> tuple[Any, ...]:
         (y,) = ctx.saved_tensors
         grad = grad_hot if grad_soft is None else grad_hot + grad_soft
         return _softmax_vjp(y, grad, ctx.tau, ctx.dim), None, None, None, None
@@ -280,7 +284,7 @@ class TorchBackend(Backend):
 _TINY = 1024
 
 
-def _tiny_sample(source: TorchSource, p: Any, hard: bool) -> np.ndarray:
+def _tiny_sample(source: Any, p: Any, hard: bool) -> np.ndarray:
     from ._numpy import sample_, x_minus_log_
 
     e = source.uniform(tuple(p.x.shape), p.dtype).numpy()
