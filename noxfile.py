@@ -56,6 +56,13 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """CPU benchmark against the anchors (not a test): ``nox -s bench -- --markdown FILE``."""
+    session.install(".", *requirements("torch", "jax"))
+    session.run("python", "benchmarks/cpu.py", *session.posargs)
+
+
 @nox.session(default=False, venv_backend="none")
 def gpu(session: nox.Session) -> None:
     """CuPy, torch CUDA and JAX GPU, in the current interpreter (a GPU machine's own stack).

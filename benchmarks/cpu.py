@@ -3,8 +3,9 @@
 Run with ``nox -s bench`` (or ``python benchmarks/cpu.py`` where torch, jax and numpy are
 installed). Each row times relaxcat and its anchor alternately (A, B, A, B, ...) on the same
 input and reports the medians and the ratio ``anchor / relaxcat`` (>= 1: relaxcat faster).
-Memory rows run each candidate once in a fresh subprocess and report the growth of the
-peak resident set during one forward call, divided by the size of the logits.
+Memory rows run each candidate in a fresh subprocess and report the growth of the peak
+resident set during one forward call (Linux ``VmHWM``, reset just before the call), divided
+by the size of the logits: the output counts, the logits themselves do not.
 
 ``--markdown FILE`` also writes the table as Markdown (used for docs/benchmarks.md).
 """
@@ -300,15 +301,24 @@ def overhead_rows() -> list[Row]:
 
 
 MEMORY_CHILD = r"""
-import json, resource, sys
+import json, sys
 import numpy as np
 lib, which, hard = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 shape = (4096, 1024)
 import relaxcat
+
+
+def status(key):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(key)
+
+
 if lib == "torch":
     import torch, torch.nn.functional as F
     x = torch.randn(*shape)
-    small = torch.randn(4, 8)
     f = (lambda v: relaxcat.gumbel_softmax(v, 0.5, hard=hard)) if which == "ours" else \
         (lambda v: F.gumbel_softmax(v, 0.5, hard=hard))
     nbytes = x.numel() * 4
@@ -316,16 +326,17 @@ else:
     sys.path.insert(0, sys.argv[4])
     from cpu import numpy_floor
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    small = x[:4, :8].copy()
     g = np.random.default_rng(0)
     f = (lambda v: relaxcat.gumbel_softmax(v, 0.5, hard=hard, rng=g)) if which == "ours" else \
         (lambda v: numpy_floor(v, 0.5, g, hard))
     nbytes = x.nbytes
-f(small)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+f(x)  # warm-up at full size: thread pools, caches, lazy imports
+with open("/proc/self/clear_refs", "w") as fh:  # reset the peak-RSS counter (VmHWM)
+    fh.write("5")
+before = status("VmRSS")
 y = f(x)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"ratio": (after - before) * 1024 / nbytes}))
+peak = status("VmHWM")
+print(json.dumps({"ratio": (peak - before) / nbytes}))
 """
 
 
