@@ -65,10 +65,11 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(default=False, venv_backend="none")
 def gpu(session: nox.Session) -> None:
-    """CuPy, torch CUDA and JAX GPU, in the current interpreter (a GPU machine's own stack).
+    """CuPy, torch CUDA and JAX GPU tests, then the GPU benchmark, in the current interpreter.
 
     Not in the default run: it needs an NVIDIA GPU with CuPy, CUDA torch and CUDA JAX
-    installed beside relaxcat's dependencies (``backends/cupy.txt``).
+    installed beside relaxcat's dependencies (``backends/cupy.txt``). The benchmark table
+    is written to ``$RELAXCAT_GPU_BENCH_MD`` (default ``gpu-benchmark.md``).
     """
     env = {
         "RELAXCAT_BACKENDS": ",".join(GPU_BACKENDS),
@@ -78,3 +79,5 @@ def gpu(session: nox.Session) -> None:
     session.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs, env=env, external=True
     )
+    markdown = os.environ.get("RELAXCAT_GPU_BENCH_MD", "gpu-benchmark.md")
+    session.run("python", "benchmarks/gpu.py", "--markdown", markdown, env=env, external=True)

@@ -92,9 +92,28 @@ class TorchSource:
     uniforms on the grid k * 2**-24 (float64: 2**-53), so the Gumbel tail is the same.
     """
 
-    def __init__(self, generator: torch.Generator | None, device: torch.device) -> None:
+    def __init__(
+        self, generator: torch.Generator | None, device: torch.device, seed: int | None = None
+    ) -> None:
         self.generator = generator
         self.device = device
+        self.seed = seed
+        self.stream = 0
+
+    def philox_keys(self) -> tuple[int, Any, int]:
+        """``(key, key_tensor, stream)`` of the next draw for the CUDA kernels.
+
+        An int seed is the key (a new stream per draw of one call); otherwise the key is a
+        63-bit draw of the torch generator made on the device, so ``torch.manual_seed`` and
+        generator objects decide the noise without a host synchronisation.
+        """
+        if self.seed is not None:
+            stream, self.stream = self.stream, self.stream + 1
+            return self.seed, None, stream
+        key = torch.randint(
+            0, 2**63 - 1, (1,), device=self.device, dtype=torch.int64, generator=self.generator
+        )
+        return 0, key, 0
 
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
         if (
@@ -115,6 +134,8 @@ class TorchSource:
         return self.standard_exponential(shape, dtype).clamp_(tiny, big).log_()
 
     def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        if self.device.type == "cuda" and _cuda_kernels() is not None:
+            return _cuda_noise(self, shape, dtype)
         return self.log_exponential(shape, dtype).neg_()
 
 
@@ -228,7 +249,7 @@ class TorchBackend(Backend):
         return TorchSource(None, device)  # torch's default generator: torch.manual_seed applies
 
     def seeded_source(self, seed: int, device: Any) -> NoiseSource:
-        return TorchSource(torch.Generator(device=device).manual_seed(seed), device)
+        return TorchSource(torch.Generator(device=device).manual_seed(seed), device, seed)
 
     def wrap_generator(self, rng: Any, device: Any) -> NoiseSource:
         if not isinstance(rng, torch.Generator):
@@ -256,6 +277,8 @@ class TorchBackend(Backend):
             return None
         dim = p.axis
         tracks = torch.is_grad_enabled() and x.requires_grad
+        if x.device.type == "cuda" and _cuda_kernels() is not None:
+            return p.out(_cuda_sample(self, p, rng, noise, hard, tracks))
         if noise is None:
             source = self.noise_source(rng, x.device)
             if not tracks and x.device.type == "cpu" and x.numel() <= _TINY:
@@ -294,3 +317,165 @@ def _tiny_sample(source: Any, p: Any, hard: bool) -> np.ndarray:
     np.clip(e, tiny, big, out=e)
     s = x_minus_log_(p.x.numpy(), e)
     return sample_(s, p, hard, lambda m: p.check_rows(torch.from_numpy(m), False))
+
+
+# -- CUDA: the fused kernels of ``_cuda.py`` through DLPack ------------------------------
+_CUDA: Any = None  # the ``_cuda`` module, False when CuPy is unusable, None before the check
+
+
+def _cuda_kernels() -> Any:
+    """The fused-kernel module if CuPy can be imported, else None (the torch path is used)."""
+    global _CUDA
+    if _CUDA is None:
+        if torch.compiler.is_compiling():
+            return None
+        try:
+            from . import _cuda
+
+            _CUDA = _cuda
+        except Exception:  # CuPy absent or without a usable CUDA runtime
+            _CUDA = False
+    return _CUDA or None
+
+
+@contextlib.contextmanager
+def _on_torch_stream(device: torch.device) -> Any:
+    """Make CuPy launch on torch's current stream of ``device``."""
+    import cupy
+
+    with (
+        cupy.cuda.Device(device.index),
+        cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream),
+    ):
+        yield
+
+
+def _cp(t: torch.Tensor | None) -> Any:
+    if t is None:
+        return None
+    import cupy
+
+    return cupy.from_dlpack(t)
+
+
+_KINDS = {
+    torch.float32: "float32",
+    torch.float64: "float64",
+    torch.float16: "float16",
+    torch.bfloat16: "bfloat16",
+}
+
+
+def _cuda_noise(source: TorchSource, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+    out = torch.empty(shape, dtype=dtype, device=source.device)
+    key, key_tensor, stream = source.philox_keys()
+    with _on_torch_stream(out.device):
+        _CUDA.noise(_cp(out), kind=_KINDS[dtype], key=key, key_array=_cp(key_tensor), stream=stream)
+    return out
+
+
+def _to_rows(a: torch.Tensor, dim: int) -> tuple[torch.Tensor, int]:
+    inner = math.prod(a.shape[dim + 1 :])
+    a = a.movedim(dim, -1).contiguous()
+    return a.reshape(-1, a.shape[-1]), inner
+
+
+def _from_rows(out: torch.Tensor, shape: tuple[int, ...], dim: int) -> torch.Tensor:
+    moved = shape[:dim] + shape[dim + 1 :] + (shape[dim],)
+    return out.reshape(moved).movedim(-1, dim).contiguous()
+
+
+def _launch(x2, g2, soft, hot, tau, key, key_tensor, stream, inner):  # type: ignore[no-untyped-def]
+    with _on_torch_stream(x2.device):
+        _CUDA.forward(
+            _cp(x2),
+            kind=_KINDS[x2.dtype],
+            tau=tau,
+            hard_out=_cp(hot),
+            soft_out=_cp(soft),
+            noise=_cp(g2),
+            key=key,
+            key_array=_cp(key_tensor),
+            stream=stream,
+            inner=inner,
+        )
+
+
+def _cuda_vjp(y: torch.Tensor, grad: torch.Tensor, tau: float) -> torch.Tensor:
+    if torch.is_grad_enabled():  # create_graph=True: stay differentiable
+        return _softmax_vjp(y, grad, tau, -1)
+    out = torch.empty_like(y)
+    with _on_torch_stream(y.device):
+        _CUDA.backward(_cp(grad.contiguous()), _cp(y), _cp(out), kind=_KINDS[y.dtype], tau=tau)
+    return out
+
+
+class _CudaSoftSample(torch.autograd.Function):
+    """Fused CUDA forward; the backward is one row-wise kernel (saves only ``y``)."""
+
+    @staticmethod
+    def forward(x2, g2, tau, key, key_tensor, stream, inner):  # type: ignore[no-untyped-def]
+        y = torch.empty_like(x2)
+        _launch(x2, g2, y, None, tau, key, key_tensor, stream, inner)
+        return y
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.tau = inputs[2]
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        (y,) = ctx.saved_tensors
+        return _cuda_vjp(y, grad, ctx.tau), None, None, None, None, None, None
+
+
+class _CudaHardSample(torch.autograd.Function):
+    """Fused CUDA forward writing the one-hot and the soft sample; straight-through backward."""
+
+    @staticmethod
+    def forward(x2, g2, tau, key, key_tensor, stream, inner):  # type: ignore[no-untyped-def]
+        y = torch.empty_like(x2)
+        hot = torch.empty_like(x2)
+        _launch(x2, g2, y, hot, tau, key, key_tensor, stream, inner)
+        return hot, y
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.tau = inputs[2]
+        ctx.save_for_backward(output[1])
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_hot: torch.Tensor, grad_soft: torch.Tensor | None
+    ) -> tuple[Any, ...]:
+        (y,) = ctx.saved_tensors
+        grad = grad_hot if grad_soft is None else grad_hot + grad_soft
+        return _cuda_vjp(y, grad, ctx.tau), None, None, None, None, None, None
+
+
+def _cuda_sample(
+    backend: TorchBackend, p: Any, rng: object, noise: object, hard: bool, tracks: bool
+) -> torch.Tensor:
+    shape = tuple(p.x.shape)
+    if noise is None:
+        source: Any = backend.noise_source(rng, p.x.device)
+        key, key_tensor, stream = source.philox_keys()
+        x = p.x if tracks else p.logits  # untracked: read half precision as it is
+        g2 = None
+    else:
+        from .._validation import check_noise
+
+        key, key_tensor, stream = 0, None, 0
+        x = p.x
+        g2 = _to_rows(check_noise(noise, backend, p.logits, p.dtype), p.axis)[0]
+    x2, inner = _to_rows(x, p.axis)
+    if tracks:
+        fn = _CudaHardSample if hard else _CudaSoftSample
+        result = fn.apply(x2, g2, p.tau, key, key_tensor, stream, inner)
+        y2 = result[0] if hard else result
+    else:
+        y2 = torch.empty_like(x2.detach())
+        soft_out, hot_out = (None, y2) if hard else (y2, None)
+        _launch(x2.detach(), g2, soft_out, hot_out, p.tau, key, key_tensor, stream, inner)
+    return _from_rows(y2, shape, p.axis)
