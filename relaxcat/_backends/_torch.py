@@ -355,7 +355,7 @@ def _cp(t: torch.Tensor | None) -> Any:
         return None
     import cupy
 
-    return cupy.from_dlpack(t)
+    return cupy.from_dlpack(t.detach())  # a view of the same memory, outside autograd
 
 
 _KINDS = {
