@@ -376,11 +376,15 @@ def _cuda_noise(source: TorchSource, shape: tuple[int, ...], dtype: Any) -> torc
 
 def _to_rows(a: torch.Tensor, dim: int) -> tuple[torch.Tensor, int]:
     inner = math.prod(a.shape[dim + 1 :])
-    a = a.movedim(dim, -1).contiguous()
+    if dim != a.ndim - 1:
+        a = a.movedim(dim, -1)
+    a = a.contiguous()
     return a.reshape(-1, a.shape[-1]), inner
 
 
 def _from_rows(out: torch.Tensor, shape: tuple[int, ...], dim: int) -> torch.Tensor:
+    if dim == len(shape) - 1:
+        return out.reshape(shape)
     moved = shape[:dim] + shape[dim + 1 :] + (shape[dim],)
     return out.reshape(moved).movedim(-1, dim).contiguous()
 
