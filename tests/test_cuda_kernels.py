@@ -85,8 +85,9 @@ def test_noise_is_philox4x32_10(kbk, dtype):
     like = kbk.asarray(np.zeros((3, 1001)), dtype)
     g = kbk.to_numpy(relaxcat.gumbel_noise(like, rng=seed)).ravel()
     expected = reference_noise(g.size, seed, 0, np.dtype(dtype).type)
-    rtol = 2e-6 if dtype == "float32" else 1e-14
-    np.testing.assert_allclose(g, expected, rtol=rtol, atol=1e-6 if dtype == "float32" else 1e-14)
+    # float32 kernels use the hardware log approximation: a few ulp, absolute 1e-5 at most
+    rtol = 1e-5 if dtype == "float32" else 1e-14
+    np.testing.assert_allclose(g, expected, rtol=rtol, atol=2e-5 if dtype == "float32" else 1e-14)
 
 
 def both_ways(f):

@@ -75,9 +75,11 @@ __device__ __forceinline__ void store(bf16_t* p, float v) {
 
 __device__ __forceinline__ float ninf(float) { return -__int_as_float(0x7f800000); }
 __device__ __forceinline__ double ninf(double) { return -__longlong_as_double(0x7ff0000000000000LL); }
-__device__ __forceinline__ float c_log(float v) { return logf(v); }
+// float32: the hardware approximations (a few ulp), so the kernels stay memory-bound;
+// float64: the accurate library functions.
+__device__ __forceinline__ float c_log(float v) { return __logf(v); }
 __device__ __forceinline__ double c_log(double v) { return log(v); }
-__device__ __forceinline__ float c_exp(float v) { return expf(v); }
+__device__ __forceinline__ float c_exp(float v) { return __expf(v); }
 __device__ __forceinline__ double c_exp(double v) { return exp(v); }
 
 // Uniform on [0, 1): float from 24 bits of one word, double from 53 bits of two.
@@ -88,9 +90,9 @@ __device__ __forceinline__ double uniform_d(u32 a, u32 b) {
 
 // The generic noise formula: g = -log(clip(-log U, tiny, max)).
 __device__ __forceinline__ float gumbel_from(float u) {
-    float e = -logf(u);
+    float e = -c_log(u);
     e = fminf(fmaxf(e, 1.1754943508222875e-38f), 3.4028234663852886e+38f);
-    return -logf(e);
+    return -c_log(e);
 }
 __device__ __forceinline__ double gumbel_from(double u) {
     double e = -log(u);
@@ -114,28 +116,28 @@ template <> __device__ __forceinline__ double gumbel_at<double>(u64 L, u32 k0, u
 template <typename C> struct Stat { C m; C d; i64 i; };
 
 template <typename C>
-__device__ __forceinline__ void merge(Stat<C>& a, const Stat<C>& b, C tau) {
+__device__ __forceinline__ void merge(Stat<C>& a, const Stat<C>& b, C itau) {
     bool take = (b.m > a.m) || (b.m == a.m && b.i < a.i);
     Stat<C> hi = take ? b : a;
     Stat<C> lo = take ? a : b;
-    C scaled = (lo.m == ninf(lo.m) || lo.d == (C)0) ? (C)0 : lo.d * c_exp((lo.m - hi.m) / tau);
+    C scaled = (lo.m == ninf(lo.m) || lo.d == (C)0) ? (C)0 : lo.d * c_exp((lo.m - hi.m) * itau);
     a.m = hi.m; a.d = hi.d + scaled; a.i = hi.i;
 }
 
 template <typename C>
-__device__ __forceinline__ void push(Stat<C>& st, C s, i64 k, C tau, bool soft) {
+__device__ __forceinline__ void push(Stat<C>& st, C s, i64 k, C itau, bool soft) {
     if (s > st.m) {
-        if (soft) st.d = (st.m == ninf(s) ? (C)0 : st.d * c_exp((st.m - s) / tau)) + (C)1;
+        if (soft) st.d = (st.m == ninf(s) ? (C)0 : st.d * c_exp((st.m - s) * itau)) + (C)1;
         st.m = s; st.i = k;
     } else if (soft && s != ninf(s)) {
-        st.d += c_exp((s - st.m) / tau);
+        st.d += c_exp((s - st.m) * itau);
     } else if (!(s == s)) {  // NaN: poison the row, as the generic formula does
         st.d = s;
     }
 }
 
 template <typename C>
-__device__ Stat<C> block_reduce(Stat<C> st, C tau) {
+__device__ Stat<C> block_reduce(Stat<C> st, C itau) {
     __shared__ C sm[32];
     __shared__ C sd[32];
     __shared__ i64 si[32];
@@ -145,7 +147,7 @@ __device__ Stat<C> block_reduce(Stat<C> st, C tau) {
         o.m = __shfl_down_sync(full, st.m, off);
         o.d = __shfl_down_sync(full, st.d, off);
         o.i = __shfl_down_sync(full, st.i, off);
-        merge(st, o, tau);
+        merge(st, o, itau);
     }
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (lane == 0) { sm[warp] = st.m; sd[warp] = st.d; si[warp] = st.i; }
@@ -161,7 +163,7 @@ __device__ Stat<C> block_reduce(Stat<C> st, C tau) {
             o.m = __shfl_down_sync(full, w.m, off);
             o.d = __shfl_down_sync(full, w.d, off);
             o.i = __shfl_down_sync(full, w.i, off);
-            merge(w, o, tau);
+            merge(w, o, itau);
         }
         if (lane == 0) { sm[0] = w.m; sd[0] = w.d; si[0] = w.i; }
     }
@@ -188,6 +190,7 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
     if (key_ptr != 0) key = key_ptr[0];
     const u32 k0 = (u32)key, k1 = (u32)(key >> 32), s0 = (u32)stream, s1 = (u32)(stream >> 32);
     const bool soft = y != 0;
+    const C itau = (C)1 / tau;  // multiply, do not divide, per element
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
         const i64 base = r * n;
         Stat<C> st; st.m = ninf((C)0); st.d = (C)0; st.i = (i64)0x7fffffffffffffffLL;
@@ -203,7 +206,7 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
                     i64 k = (i64)(L - first);
                     C s = to_c(x[base + k]) + (C)gumbel_from(uniform_f(word(p, w)));
                     if (cache) srow[k] = s;
-                    push(st, s, k, tau, soft);
+                    push(st, s, k, itau, soft);
                 }
             }
         } else {
@@ -211,10 +214,10 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
                 C g = noise != 0 ? to_c(noise[base + k]) : gumbel_at<C>(linear(r, k, n, inner), k0, k1, s0, s1);
                 C s = to_c(x[base + k]) + g;
                 if (cache) srow[k] = s;
-                push(st, s, k, tau, soft);
+                push(st, s, k, itau, soft);
             }
         }
-        Stat<C> tot = block_reduce(st, tau);
+        Stat<C> tot = block_reduce(st, itau);
         const C inv = (C)1 / tot.d;
         for (i64 k = threadIdx.x; k < n; k += blockDim.x) {
             if (hot != 0) store(hot + base + k, (C)(k == tot.i ? 1 : 0));
@@ -226,7 +229,7 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
                     C g = noise != 0 ? to_c(noise[base + k]) : gumbel_at<C>(linear(r, k, n, inner), k0, k1, s0, s1);
                     s = to_c(x[base + k]) + g;
                 }
-                store(y + base + k, c_exp((s - tot.m) / tau) * inv);
+                store(y + base + k, c_exp((s - tot.m) * itau) * inv);
             }
         }
         __syncthreads();
@@ -290,6 +293,8 @@ INSTANTIATE(bfloat16, bf16_t, float)
 """
 
 KINDS = ("float32", "float64", "float16", "bfloat16")
+#: Below this temperature 1 / tau overflows float32; the adapters use the generic path.
+MIN_TAU = 1e-30
 _SMEM_CACHE_BYTES = 48 * 1024 - 2048  # a row cached in shared memory, below the default limit
 _modules: dict[int, Any] = {}
 _lock = threading.Lock()

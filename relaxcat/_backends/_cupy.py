@@ -108,7 +108,7 @@ class CupyBackend(Backend):
     def fast_gumbel_softmax(self, prepared: Any, rng: object, noise: object, hard: bool) -> Any:
         """The fused kernel: noise, row statistics and the sample in one or two passes."""
         p = prepared
-        if type(p.tau) is not float:
+        if type(p.tau) is not float or p.tau < _cuda.MIN_TAU:
             return None
         with p.device:
             if noise is None:

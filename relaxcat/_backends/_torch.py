@@ -277,7 +277,7 @@ class TorchBackend(Backend):
             return None
         dim = p.axis
         tracks = torch.is_grad_enabled() and x.requires_grad
-        if x.device.type == "cuda" and _cuda_kernels() is not None:
+        if x.device.type == "cuda" and p.tau >= 1e-30 and _cuda_kernels() is not None:
             return p.out(_cuda_sample(self, p, rng, noise, hard, tracks))
         if noise is None:
             source = self.noise_source(rng, x.device)
