@@ -89,8 +89,10 @@ __device__ __forceinline__ double uniform_d(u32 a, u32 b) {
 }
 
 // The generic noise formula: g = -log(clip(-log U, tiny, max)).
+// E = -log U must be accurate to a few ulp *relative* for U near 1 (the noise's upper tail,
+// which decides the argmax): the accurate logf there; g = -log E only needs absolute accuracy.
 __device__ __forceinline__ float gumbel_from(float u) {
-    float e = -c_log(u);
+    float e = -logf(u);
     e = fminf(fmaxf(e, 1.1754943508222875e-38f), 3.4028234663852886e+38f);
     return -c_log(e);
 }
