@@ -163,3 +163,15 @@ def test_large_gpu_draw_is_finite_and_one_hot(kbk):
         s = kbk.to_numpy(relaxcat.gumbel_softmax(x, 0.05, rng=seed))
         assert np.isfinite(s).all()
         assert np.abs(s.sum(-1) - 1).max() < 1e-4
+
+
+@pytest.mark.backends("cupy", "torch")
+@pytest.mark.cuda_kernels
+def test_noise_upper_tail_is_exact(kbk):
+    # The largest float32 uniform below 1 is 1 - 2**-24: the noise cannot exceed
+    # -log(-log(1 - 2**-24)) = 16.6355; an inaccurate log near 1 would overshoot it.
+    g = kbk.to_numpy(relaxcat.gumbel_noise(kbk.asarray(np.zeros(1 << 25), "float32"), rng=1))
+    assert g.max() <= 16.6356
+    assert g.max() > 15.0
+    top = np.sort(g)[-64:]
+    assert np.all(np.diff(top) >= 0)
