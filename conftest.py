@@ -6,6 +6,7 @@ _ADAPTER_LIBRARIES = {
     "_torch.py": "torch",
     "_jax.py": "jax",
     "_cupy.py": "cupy",
+    "_cuda.py": "cupy",
     "_dask.py": "dask",
 }
 

@@ -49,19 +49,27 @@ def agreement(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and mypy on the package."""
-    session.install("ruff", "mypy", "numpy", "array-api-compat")
+    """ruff (lint and format) and mypy on the package (with torch and jax for their types)."""
+    session.install("ruff", "mypy", ".", *requirements("torch", "jax"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
 
 
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """CPU benchmark against the anchors (not a test): ``nox -s bench -- --markdown FILE``."""
+    session.install(".", *requirements("torch", "jax"))
+    session.run("python", "benchmarks/cpu.py", *session.posargs)
+
+
 @nox.session(default=False, venv_backend="none")
 def gpu(session: nox.Session) -> None:
-    """CuPy, torch CUDA and JAX GPU, in the current interpreter (a GPU machine's own stack).
+    """CuPy, torch CUDA and JAX GPU tests, then the GPU benchmark, in the current interpreter.
 
     Not in the default run: it needs an NVIDIA GPU with CuPy, CUDA torch and CUDA JAX
-    installed beside relaxcat's dependencies (``backends/cupy.txt``).
+    installed beside relaxcat's dependencies (``backends/cupy.txt``). The benchmark table
+    is written to ``$RELAXCAT_GPU_BENCH_MD`` (default ``gpu-benchmark.md``).
     """
     env = {
         "RELAXCAT_BACKENDS": ",".join(GPU_BACKENDS),
@@ -71,6 +79,8 @@ def gpu(session: nox.Session) -> None:
     session.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs, env=env, external=True
     )
+    markdown = os.environ.get("RELAXCAT_GPU_BENCH_MD", "gpu-benchmark.md")
+    session.run("python", "benchmarks/gpu.py", "--markdown", markdown, env=env, external=True)
 
 
 @nox.session(default=False)

@@ -41,6 +41,9 @@ def draw_gumbel(
 ) -> Array:
     """Standard Gumbel noise in ``dtype`` (float32 or float64) through the adapter's RNG."""
     source = backend.noise_source(rng, device)
+    native = getattr(source, "standard_gumbel", None)
+    if native is not None:
+        return native(shape, dtype)
     return gumbel_from_exponential(backend.xp, source.standard_exponential(shape, dtype), dtype)
 
 
@@ -296,6 +299,20 @@ def gumbel_softmax(
         from ._estimators import estimator_sample
 
         return estimator_sample(p, method, samples, rng, noise)
+    if FAST_PATHS:
+        y = p.backend.fast_gumbel_softmax(p, rng, noise, hard)
+        if y is not None:
+            return y
+    return generic_gumbel_softmax(p, rng, noise, hard)
+
+
+#: Whether backend adapters may replace the generic path with a native one. Tests switch
+#: it off to hold each fast path equal to the generic path.
+FAST_PATHS = True
+
+
+def generic_gumbel_softmax(p: Prepared, rng: Any, noise: Any, hard: bool) -> Array:
+    """The reference implementation of :func:`gumbel_softmax` on the array-API namespace."""
     xp, backend = p.xp, p.backend
     s = p.x + p.noise(rng, noise)
     soft_needed = not hard or backend.tracks_gradients(p.x)

@@ -7,6 +7,7 @@ need array *values* run only where the adapter says values can be read cheaply (
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from typing import Any
@@ -17,6 +18,8 @@ from ._backends import Array, Backend, backend_of
 
 
 def normalize_axis(axis: object, ndim: int, argname: str = "logits") -> int:
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, cheaply
+        return axis % ndim
     if not isinstance(axis, numbers.Integral) or isinstance(axis, (bool, np.bool_)):
         raise TypeError(f"axis must be an int; got {type(axis).__name__}.")
     if ndim == 0:
@@ -35,13 +38,20 @@ def normalize_axis(axis: object, ndim: int, argname: str = "logits") -> int:
 
 def compute_dtype(backend: Backend, dtype: Any, argname: str = "logits") -> Any:
     """The dtype to compute in: float32 for half precision, else ``dtype`` itself."""
+    try:
+        return backend.compute_dtypes[dtype]
+    except (KeyError, TypeError):
+        pass
     xp = backend.xp
     if not xp.isdtype(dtype, "real floating"):
         raise TypeError(
             f"{argname} has dtype {dtype}; it must be a real floating dtype (float16, bfloat16, "
             f"float32 or float64). Cast it first, e.g. {argname}.astype(float32)."
         )
-    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+    result = xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+    with contextlib.suppress(TypeError):  # an unhashable dtype object is not cached
+        backend.compute_dtypes[dtype] = result
+    return result
 
 
 def check_categories(n: int, argname: str = "logits", axis: int = -1) -> None:
@@ -53,6 +63,8 @@ def check_tau(
     tau: Any, backend: Backend, logits: Array, dtype: Any, axis: int, argname: str = "tau"
 ) -> Any:
     """Return ``tau`` as a Python float or as an array of ``dtype`` on the logits' device."""
+    if type(tau) is float and 0.0 < tau < math.inf:  # the common case, cheaply
+        return tau
     if isinstance(tau, numbers.Real) and not isinstance(tau, (bool, np.bool_)):
         value = float(tau)
         if not (0.0 < value < math.inf):

@@ -177,6 +177,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "host_values: needs values relaxcat can read (not run where arrays live on a GPU)",
     )
+    config.addinivalue_line(
+        "markers", "cuda_kernels: exercises the fused CUDA kernels (runs only on a GPU)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -196,6 +199,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             name in selected
             and all(name in m.args for m in item.iter_markers("backends"))
             and not (_on_gpu(name) and any(True for _ in item.iter_markers("host_values")))
+            and (_on_gpu(name) or not any(True for _ in item.iter_markers("cuda_kernels")))
         )
         (keep if applies else drop).append(item)
     if drop:

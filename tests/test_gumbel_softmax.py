@@ -153,7 +153,11 @@ def test_seed_equals_noise_from_same_seed(bk, hard):
     x = bk.asarray(np.random.default_rng(9).normal(size=(30, 5)), "float32")
     direct = relaxcat.gumbel_softmax(x, 0.4, hard=hard, rng=11)
     via_noise = relaxcat.gumbel_softmax(x, 0.4, hard=hard, noise=relaxcat.gumbel_noise(x, rng=11))
-    np.testing.assert_array_equal(bk.to_numpy(direct), bk.to_numpy(via_noise))
+    # Equal up to rounding: a fast path may evaluate log/exp with another library's kernels
+    # (torch on tiny CPU tensors uses NumPy's); the hard sample is exactly equal.
+    np.testing.assert_allclose(bk.to_numpy(direct), bk.to_numpy(via_noise), rtol=1e-5, atol=1e-12)
+    if hard:
+        np.testing.assert_array_equal(bk.to_numpy(direct), bk.to_numpy(via_noise))
 
 
 def test_noise_overrides_rng(bk):

@@ -31,7 +31,12 @@ Array = Any
 
 
 class NoiseSource(Protocol):
-    """Draws i.i.d. Exp(1) variates; the one random primitive every backend provides."""
+    """Draws i.i.d. Exp(1) variates; the one random primitive every backend provides.
+
+    A source may also define ``standard_gumbel(shape, dtype)``, a native version of
+    ``-log(clip(E, tiny, max))`` that must give the same values as that formula applied to
+    its own ``standard_exponential`` draws (a test holds it to this).
+    """
 
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Array:
         """Return Exp(1) draws of ``shape`` and ``dtype`` on the source's device.
@@ -50,6 +55,8 @@ def library_of(obj: object) -> str:
 
 def is_seed(rng: object) -> bool:
     """True for a Python or NumPy integer used as a seed (``bool`` is not a seed)."""
+    if type(rng) is int:
+        return True
     return isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_))
 
 
@@ -112,6 +119,8 @@ class Backend:
 
     def __init__(self, xp: ModuleType) -> None:
         self.xp = xp
+        #: dtype -> compute dtype, filled by ``relaxcat._validation.compute_dtype``.
+        self.compute_dtypes: dict[Any, Any] = {}
 
     # -- devices ---------------------------------------------------------------------
     def device(self, x: Array) -> Any:
@@ -174,6 +183,20 @@ class Backend:
 
     def _numpy_source(self, generator: np.random.Generator, device: Any) -> NoiseSource:
         return NumpyGeneratorSource(generator, self.xp, device)
+
+    # -- fast paths ------------------------------------------------------------------
+    def fast_gumbel_softmax(
+        self, prepared: Any, rng: object, noise: object, hard: bool
+    ) -> Array | None:
+        """A native implementation of ``gumbel_softmax``, or None to use the generic one.
+
+        An override must return what the generic path in ``relaxcat._core`` returns for
+        the same noise (tests in ``tests/test_fast_paths.py`` hold it to that) and must
+        draw its noise from the same stream as :meth:`noise_source`, so that
+        ``gumbel_softmax(x, rng=seed)`` and ``gumbel_noise(x, rng=seed)`` stay consistent.
+        ``prepared`` is the validated call (``relaxcat._core.Prepared``).
+        """
+        return None
 
     # -- estimators ------------------------------------------------------------------
     # Gradient rules of the hard-sample estimators (relaxcat/_estimators.py). The generic

@@ -1,28 +1,71 @@
-"""CuPy adapter: CuPy's own generators, drawn on the array's GPU. Never imports torch."""
+"""CuPy adapter: counter-based noise and a fused sampler on the array's GPU. Never imports torch.
+
+Gumbel noise comes from the Philox4x32-10 kernels in ``_cuda.py``: ``rng`` decides the
+64-bit key (an int seed is the key; ``None`` a per-process random key and a new stream per
+draw; a CuPy ``Generator``/``RandomState`` draws the key on the device, without a host
+synchronisation). Exponential draws for other samplers use CuPy's own generators.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from typing import Any
 
 import array_api_compat.cupy as xp_cupy
 import cupy
 
+from . import _cuda
 from ._base import Backend, NoiseSource
 
 _defaults: dict[int, Any] = {}
 _lock = threading.Lock()
 
 
+class Keys:
+    """Where each draw's Philox ``(key, key_array, stream)`` comes from."""
+
+    def __init__(self, key: int = 0, key_array: Any = None, fresh: bool = False) -> None:
+        self.key, self.key_array, self.fresh = key, key_array, fresh
+        self.stream = 0
+
+    def take(self) -> tuple[int, Any, int]:
+        if self.fresh:
+            key, stream = _cuda.fresh_key()
+            return key, None, stream
+        stream, self.stream = self.stream, self.stream + 1
+        return self.key, self.key_array, stream
+
+
+def key_from_generator(rng: Any) -> Any:
+    """A 63-bit key drawn on the device by a CuPy generator (no host synchronisation)."""
+    high = 2**63 - 1
+    if isinstance(rng, cupy.random.Generator):
+        return rng.integers(0, high, size=1, dtype=cupy.int64)
+    return rng.randint(0, high, size=1, dtype=cupy.int64)
+
+
+def kind_of(dtype: Any) -> str:
+    return cupy.dtype(dtype).name
+
+
 class CupySource:
-    def __init__(self, generator: Any, device: Any) -> None:
+    def __init__(self, generator: Any, device: Any, keys: Keys) -> None:
         self.generator = generator
         self.device = device
+        self.keys = keys
 
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
         with self.device:
             return self.generator.standard_exponential(size=shape, dtype=dtype)
+
+    def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        with self.device:
+            out = cupy.empty(shape, dtype)
+            key, key_array, stream = self.keys.take()
+            _cuda.noise(out, kind=kind_of(dtype), key=key, key_array=key_array, stream=stream)
+            return out
 
 
 class CupyBackend(Backend):
@@ -49,13 +92,74 @@ class CupyBackend(Backend):
         if device.id not in _defaults:
             with _lock, device:
                 _defaults.setdefault(device.id, cupy.random.default_rng())
-        return CupySource(_defaults[device.id], device)
+        return CupySource(_defaults[device.id], device, Keys(fresh=True))
 
     def seeded_source(self, seed: int, device: Any) -> NoiseSource:
         with device:
-            return CupySource(cupy.random.default_rng(seed), device)
+            return CupySource(cupy.random.default_rng(seed), device, Keys(key=seed))
 
     def wrap_generator(self, rng: Any, device: Any) -> NoiseSource:
         if not isinstance(rng, (cupy.random.Generator, cupy.random.RandomState)):
             raise TypeError(f"rng is a {type(rng).__name__}; pass {self.rng_hint}.")
-        return CupySource(rng, device)
+        with device:
+            return CupySource(rng, device, Keys(key_array=key_from_generator(rng)))
+
+    # -- fast paths ------------------------------------------------------------------
+    def fast_gumbel_softmax(self, prepared: Any, rng: object, noise: object, hard: bool) -> Any:
+        """The fused kernel: noise, row statistics and the sample in one or two passes."""
+        p = prepared
+        if type(p.tau) is not float or p.tau < _cuda.MIN_TAU:
+            return None
+        with p.device:
+            if noise is None:
+                x = p.logits  # read in its own dtype (float16 is widened in registers)
+                keys: Keys = self.noise_source(rng, p.device).keys  # type: ignore[attr-defined]
+                key, key_array, stream = keys.take()
+                g = None
+            else:
+                from .._validation import check_noise
+
+                x = p.x
+                g = check_noise(noise, self, p.logits, p.dtype)
+                key, key_array, stream = 0, None, 0
+            out = launch_forward(x, g, p.axis, p.tau, hard, key, key_array, stream)
+            return p.out(out)
+
+
+def to_rows(a: Any, axis: int) -> tuple[Any, int]:
+    """``a`` as a C-contiguous ``(rows, n)`` array with ``axis`` last, and ``inner``."""
+    inner = math.prod(a.shape[axis + 1 :])
+    if axis != a.ndim - 1:
+        a = cupy.moveaxis(a, axis, -1)
+    a = cupy.ascontiguousarray(a)
+    return a.reshape(-1, a.shape[-1]), inner
+
+
+def from_rows(out: Any, shape: tuple[int, ...], axis: int) -> Any:
+    moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
+    out = out.reshape(moved)
+    if axis != len(shape) - 1:
+        out = cupy.ascontiguousarray(cupy.moveaxis(out, -1, axis))
+    return out
+
+
+def launch_forward(
+    x: Any, g: Any, axis: int, tau: float, hard: bool, key: int, key_array: Any, stream: int
+) -> Any:
+    shape = tuple(x.shape)
+    x2, inner = to_rows(x, axis)
+    g2 = None if g is None else to_rows(g, axis)[0]
+    out = cupy.empty_like(x2)
+    _cuda.forward(
+        x2,
+        kind=kind_of(x2.dtype),
+        tau=tau,
+        hard_out=out if hard else None,
+        soft_out=None if hard else out,
+        noise=g2,
+        key=key,
+        key_array=key_array,
+        stream=stream,
+        inner=inner,
+    )
+    return from_rows(out, shape, axis)

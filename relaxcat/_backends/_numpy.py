@@ -1,13 +1,26 @@
-"""NumPy adapter: NumPy's own ``Generator`` (ziggurat exponentials), no autodiff."""
+"""NumPy adapter: NumPy's own ``Generator`` (ziggurat exponentials), no autodiff.
+
+The fast path works in place on one buffer: the exponential draws become ``x + g`` and then
+the sample, so a call allocates one array the size of the logits (plus row reductions).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 
 from ._base import Backend, NoiseSource, NumpyGeneratorSource
+
+_TINY: dict[Any, Any] = {
+    np.dtype(np.float32): np.finfo(np.float32).smallest_normal,
+    np.dtype(np.float64): np.finfo(np.float64).smallest_normal,
+}
+
+
+_SMALL = 1 << 14
 
 
 class NumpyBackend(Backend):
@@ -23,3 +36,59 @@ class NumpyBackend(Backend):
 
     def _numpy_source(self, generator: np.random.Generator, device: Any) -> NoiseSource:
         return NumpyGeneratorSource(generator)  # already NumPy: no conversion
+
+    def generator(self, rng: object) -> np.random.Generator:
+        """The NumPy ``Generator`` that ``rng`` stands for (same rules as noise_source)."""
+        if type(rng) is np.random.Generator:
+            return rng
+        source: Any = self.noise_source(rng, None)
+        return source.generator
+
+    # -- fast paths ------------------------------------------------------------------
+    def fast_gumbel_softmax(self, prepared: Any, rng: object, noise: object, hard: bool) -> Any:
+        p = prepared
+        if noise is None:
+            e = self.generator(rng).standard_exponential(size=p.x.shape, dtype=p.dtype)
+            # Ziggurat draws are finite, so maximum() is the generic clip(E, tiny, max).
+            np.maximum(e, _TINY[e.dtype], out=e)
+            s = x_minus_log_(p.x, e)
+        else:
+            from .._validation import check_noise
+
+            s = np.add(p.x, check_noise(noise, self, p.logits, p.dtype))
+        return p.out(sample_(s, p, hard, lambda m: p.check_rows(m, noise is not None)))
+
+
+def x_minus_log_(x: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """``x + g`` with ``g = -log(e)``, written over ``e`` (``x - log e`` is exactly ``x + g``)."""
+    np.log(e, out=e)
+    return np.subtract(x, e, out=e)
+
+
+def sample_(
+    s: np.ndarray, p: Any, hard: bool, diagnose: Callable[[np.ndarray], None]
+) -> np.ndarray:
+    """The generic sample from ``s = x + g``, over ``s`` in place (soft) or one-hot (hard).
+
+    ``diagnose(row_max)`` is called when a row maximum is not finite; it raises.
+    """
+    axis = p.axis
+    with np.errstate(over="ignore", under="ignore"):
+        m = s.max(axis=axis, keepdims=True)
+        if not np.isfinite(m).all():
+            diagnose(m)
+        if hard:
+            index = s.argmax(axis=axis, keepdims=True)
+            if s.size <= _SMALL:  # fewer Python-level steps
+                positions = np.arange(s.shape[axis]).reshape(
+                    [-1 if d == axis else 1 for d in range(s.ndim)]
+                )
+                return (positions == index).astype(s.dtype)
+            y = np.zeros(s.shape, s.dtype)  # no full-size temporary beyond the output
+            np.put_along_axis(y, index, 1.0, axis)
+            return y
+        s -= m
+        s /= p.tau
+        np.exp(s, out=s)
+        s /= s.sum(axis=axis, keepdims=True)
+        return s

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import array_api_compat.torch as xp_torch
+import numpy as np
 import torch
 
 from ._base import Backend, NoiseSource, reinmax_jvp
@@ -23,22 +28,190 @@ def _canonical(device: torch.device) -> torch.device:
     return device
 
 
-class TorchSource:
-    """Exp(1) as ``-log(U)``: ``torch.rand`` is several times faster than ``exponential_``."""
+_LIMITS = {
+    dtype: (torch.finfo(dtype).smallest_normal, torch.finfo(dtype).max)
+    for dtype in (torch.float32, torch.float64)
+}
 
-    def __init__(self, generator: torch.Generator | None, device: torch.device) -> None:
+
+# Large CPU draws: torch's CPU generator (one mt19937 stream) fills about 300 M floats/s
+# on one core; NumPy's SFC64 in fixed blocks, filled in parallel with the GIL released,
+# is several times faster. The blocks are seeded from one 63-bit draw of the torch
+# generator, so ``torch.manual_seed`` and explicit ``torch.Generator`` objects still decide
+# the sample, and the result does not depend on the number of threads.
+_BLOCK = 1 << 19
+_PARALLEL_MIN = 2 * _BLOCK
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(
+                    max_workers=max(1, torch.get_num_threads()), thread_name_prefix="relaxcat"
+                )
+    return _pool
+
+
+def _forget_pool() -> None:  # a forked child has no worker threads
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _uniform_blocks(
+    shape: tuple[int, ...], dtype: torch.dtype, generator: torch.Generator | None
+) -> torch.Tensor:
+    """U[0, 1) on the CPU from SFC64 streams, one per fixed block, filled in parallel."""
+    out = torch.empty(shape, dtype=dtype)
+    flat = out.view(-1).numpy()
+    seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64))
+    n_blocks = -(-flat.size // _BLOCK)
+    children = np.random.SeedSequence(seed).spawn(n_blocks)
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+
+    def fill(i: int) -> None:
+        block = flat[i * _BLOCK : (i + 1) * _BLOCK]
+        np.random.Generator(np.random.SFC64(children[i])).random(out=block, dtype=np_dtype)
+
+    for _ in _thread_pool().map(fill, range(n_blocks)):
+        pass
+    return out
+
+
+class TorchSource:
+    """Exp(1) as ``-log(U)``: uniform draws are several times faster than ``exponential_``.
+
+    ``U`` comes from ``torch.rand`` on the tensor's device, except for large draws on the
+    CPU outside ``torch.compile``, which use :func:`_uniform_blocks`. Both give float32
+    uniforms on the grid k * 2**-24 (float64: 2**-53), so the Gumbel tail is the same.
+    """
+
+    def __init__(
+        self, generator: torch.Generator | None, device: torch.device, seed: int | None = None
+    ) -> None:
         self.generator = generator
         self.device = device
+        self.seed = seed
+        self.stream = 0
 
-    def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+    def philox_keys(self) -> tuple[int, Any, int]:
+        """``(key, key_tensor, stream)`` of the next draw for the CUDA kernels.
+
+        An int seed is the key (a new stream per draw of one call); otherwise the key is a
+        63-bit draw of the torch generator made on the device, so ``torch.manual_seed`` and
+        generator objects decide the noise without a host synchronisation.
+        """
+        if self.seed is not None:
+            stream, self.stream = self.stream, self.stream + 1
+            return self.seed, None, stream
+        key = torch.randint(
+            0, 2**63 - 1, (1,), device=self.device, dtype=torch.int64, generator=self.generator
+        )
+        return 0, key, 0
+
+    def uniform(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+        if (
+            self.device.type == "cpu"
+            and math.prod(shape) >= _PARALLEL_MIN
+            and not torch.compiler.is_compiling()
+        ):
+            return _uniform_blocks(shape, dtype, self.generator)
         if self.generator is None:
             # Not generator=None: that overload of rand takes no symbolic sizes, so
             # torch.compile with dynamic shapes (a batch size, a number of samples) fails.
-            u = torch.rand(shape, dtype=dtype, device=self.device)
-        else:
-            u = torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
+            return torch.rand(shape, dtype=dtype, device=self.device)
+        return torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
+
+    def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
         # U == 0 gives +inf, clamped by the caller; U < 1 always, so no exact zeros.
-        return u.log_().neg_()
+        return self.uniform(shape, dtype).log_().neg_()
+
+    def log_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """``log(clip(E, tiny, max))`` in one buffer: the generic formula, in place."""
+        tiny, big = _LIMITS[dtype]
+        return self.standard_exponential(shape, dtype).clamp_(tiny, big).log_()
+
+    def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        if self.device.type == "cuda" and _cuda_kernels() is not None:
+            return _cuda_noise(self, shape, dtype)
+        return self.log_exponential(shape, dtype).neg_()
+
+
+def _scaled_softmax_(s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int) -> torch.Tensor:
+    """``softmax(s / tau)`` written over ``s`` (the generic formula, in place)."""
+    s.sub_(row_max).div_(tau).exp_()
+    return s.div_(s.sum(dim, keepdim=True))
+
+
+def _one_hot(s: torch.Tensor, dim: int) -> torch.Tensor:
+    index = s.argmax(dim, keepdim=True)  # ties: the first index
+    return torch.zeros_like(s).scatter_(dim, index, 1.0)
+
+
+def _softmax_vjp(y: torch.Tensor, grad: torch.Tensor, tau: float, dim: int) -> torch.Tensor:
+    """``J(y)^T grad / tau = y * (grad - <grad, y>) / tau`` for ``y = softmax(z / tau)``.
+
+    One temporary the size of ``y``; differentiable, so double backward works.
+    """
+    out = grad * y
+    out.addcmul_(y, out.sum(dim, keepdim=True), value=-1.0)
+    return out if tau == 1.0 else out.mul_(1.0 / tau)
+
+
+class _SoftSample(torch.autograd.Function):
+    """Registered rule for the soft sample: saves only ``y``, the backward is one formula."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        x: torch.Tensor, s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int
+    ) -> Any:
+        return _scaled_softmax_(s, row_max, tau, dim)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.tau, ctx.dim = inputs[3], inputs[4]
+        ctx.mark_dirty(inputs[1])
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        (y,) = ctx.saved_tensors
+        return _softmax_vjp(y, grad, ctx.tau, ctx.dim), None, None, None, None
+
+
+class _HardSample(torch.autograd.Function):
+    """Straight-through rule: outputs the exact one-hot and the soft sample it differentiates."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        x: torch.Tensor, s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int
+    ) -> Any:
+        hot = _one_hot(s, dim)
+        return hot, _scaled_softmax_(s, row_max, tau, dim)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.tau, ctx.dim = inputs[3], inputs[4]
+        ctx.mark_dirty(inputs[1])
+        ctx.save_for_backward(output[1])
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_hot: torch.Tensor, grad_soft: torch.Tensor | None
+    ) -> tuple[Any, ...]:
+        (y,) = ctx.saved_tensors
+        grad = grad_hot if grad_soft is None else grad_hot + grad_soft
+        return _softmax_vjp(y, grad, ctx.tau, ctx.dim), None, None, None, None
 
 
 class ReinMaxRule(torch.autograd.Function):
@@ -119,7 +292,7 @@ class TorchBackend(Backend):
         return TorchSource(None, device)  # torch's default generator: torch.manual_seed applies
 
     def seeded_source(self, seed: int, device: Any) -> NoiseSource:
-        return TorchSource(torch.Generator(device=device).manual_seed(seed), device)
+        return TorchSource(torch.Generator(device=device).manual_seed(seed), device, seed)
 
     def wrap_generator(self, rng: Any, device: Any) -> NoiseSource:
         if not isinstance(rng, torch.Generator):
@@ -135,3 +308,226 @@ class TorchBackend(Backend):
     def reinmax(self, x: Any, hot: Any, pi0: Any, pi1: Any, axis: int) -> Any:
         rule = ReinMaxRule if torch.compiler.is_compiling() else ReinMaxRuleWithJvp
         return rule.apply(x, hot, pi0, pi1, axis)
+
+    # -- fast paths ------------------------------------------------------------------
+    def fast_gumbel_softmax(self, prepared: Any, rng: object, noise: object, hard: bool) -> Any:
+        """Eager torch: noise, sample and one-hot in one buffer; a registered backward.
+
+        Used outside ``torch.compile`` and ``torch.func`` transforms, for a Python ``tau``.
+        It computes the generic formula in place (same operations, same order), so its
+        values equal the generic path's; the backward saves only the soft sample.
+        """
+        p = prepared
+        x = p.x
+        if type(p.tau) is not float or torch.compiler.is_compiling():
+            return None
+        if _is_functorch_wrapped is not None and _is_functorch_wrapped(x):
+            return None
+        dim = p.axis
+        tracks = torch.is_grad_enabled() and x.requires_grad
+        if x.device.type == "cuda" and p.tau >= 1e-30 and _cuda_kernels() is not None:
+            return p.out(_cuda_sample(self, p, rng, noise, hard, tracks))
+        if noise is None:
+            source = self.noise_source(rng, x.device)
+            if not tracks and x.device.type == "cpu" and x.numel() <= _TINY:
+                return p.out(torch.from_numpy(_tiny_sample(source, p, hard)))
+            s = source.log_exponential(tuple(x.shape), p.dtype)  # type: ignore[attr-defined]
+            torch.sub(x.detach(), s, out=s)  # x + g, with g = -log E
+        else:
+            from .._validation import check_noise
+
+            s = x.detach() + check_noise(noise, self, p.logits, p.dtype)
+        row_max = s.amax(dim, keepdim=True)
+        if x.device.type == "cpu" and not math.isfinite(row_max.sum(dtype=torch.float64).item()):
+            p.check_rows(row_max, noise is not None)  # raises with the diagnosis
+        if not tracks:
+            y = _one_hot(s, dim) if hard else _scaled_softmax_(s, row_max, p.tau, dim)
+        elif hard:
+            y = _HardSample.apply(x, s, row_max, p.tau, dim)[0]
+        else:
+            y = _SoftSample.apply(x, s, row_max, p.tau, dim)
+        return p.out(y)
+
+
+# Below this many elements a torch call costs its dispatch overhead, several microseconds
+# per operation, more than the arithmetic: after torch draws the uniforms, NumPy computes
+# the generic formula on the same memory with a fraction of that overhead.
+_TINY = 1024
+
+
+def _tiny_sample(source: Any, p: Any, hard: bool) -> np.ndarray:
+    from ._numpy import sample_, x_minus_log_
+
+    e = source.uniform(tuple(p.x.shape), p.dtype).numpy()
+    np.log(e, out=e)
+    np.negative(e, out=e)  # E = -log U, finite except U == 0
+    tiny, big = _LIMITS[p.dtype]
+    np.clip(e, tiny, big, out=e)
+    s = x_minus_log_(p.x.numpy(), e)
+    return sample_(s, p, hard, lambda m: p.check_rows(torch.from_numpy(m), False))
+
+
+# -- CUDA: the fused kernels of ``_cuda.py`` through DLPack ------------------------------
+_CUDA: Any = None  # the ``_cuda`` module, False when CuPy is unusable, None before the check
+
+
+def _cuda_kernels() -> Any:
+    """The fused-kernel module if CuPy can be imported, else None (the torch path is used)."""
+    global _CUDA
+    if _CUDA is None:
+        if torch.compiler.is_compiling():
+            return None
+        try:
+            from . import _cuda
+
+            _CUDA = _cuda
+        except Exception:  # CuPy absent or without a usable CUDA runtime
+            _CUDA = False
+    return _CUDA or None
+
+
+@contextlib.contextmanager
+def _on_torch_stream(device: torch.device) -> Any:
+    """Make CuPy launch on torch's current stream of ``device``."""
+    import cupy
+
+    with (
+        cupy.cuda.Device(device.index),
+        cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream),
+    ):
+        yield
+
+
+def _cp(t: torch.Tensor | None) -> Any:
+    if t is None:
+        return None
+    import cupy
+
+    return cupy.from_dlpack(t.detach())  # a view of the same memory, outside autograd
+
+
+_KINDS = {
+    torch.float32: "float32",
+    torch.float64: "float64",
+    torch.float16: "float16",
+    torch.bfloat16: "bfloat16",
+}
+
+
+def _cuda_noise(source: TorchSource, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+    out = torch.empty(shape, dtype=dtype, device=source.device)
+    key, key_tensor, stream = source.philox_keys()
+    with _on_torch_stream(out.device):
+        _CUDA.noise(_cp(out), kind=_KINDS[dtype], key=key, key_array=_cp(key_tensor), stream=stream)
+    return out
+
+
+def _to_rows(a: torch.Tensor, dim: int) -> tuple[torch.Tensor, int]:
+    inner = math.prod(a.shape[dim + 1 :])
+    if dim != a.ndim - 1:
+        a = a.movedim(dim, -1)
+    a = a.contiguous()
+    return a.reshape(-1, a.shape[-1]), inner
+
+
+def _from_rows(out: torch.Tensor, shape: tuple[int, ...], dim: int) -> torch.Tensor:
+    if dim == len(shape) - 1:
+        return out.reshape(shape)
+    moved = shape[:dim] + shape[dim + 1 :] + (shape[dim],)
+    return out.reshape(moved).movedim(-1, dim).contiguous()
+
+
+def _launch(x2, g2, soft, hot, tau, key, key_tensor, stream, inner):  # type: ignore[no-untyped-def]
+    with _on_torch_stream(x2.device):
+        _CUDA.forward(
+            _cp(x2),
+            kind=_KINDS[x2.dtype],
+            tau=tau,
+            hard_out=_cp(hot),
+            soft_out=_cp(soft),
+            noise=_cp(g2),
+            key=key,
+            key_array=_cp(key_tensor),
+            stream=stream,
+            inner=inner,
+        )
+
+
+def _cuda_vjp(y: torch.Tensor, grad: torch.Tensor, tau: float) -> torch.Tensor:
+    if torch.is_grad_enabled():  # create_graph=True: stay differentiable
+        return _softmax_vjp(y, grad, tau, -1)
+    out = torch.empty_like(y)
+    with _on_torch_stream(y.device):
+        _CUDA.backward(_cp(grad.contiguous()), _cp(y), _cp(out), kind=_KINDS[y.dtype], tau=tau)
+    return out
+
+
+class _CudaSoftSample(torch.autograd.Function):
+    """Fused CUDA forward; the backward is one row-wise kernel (saves only ``y``)."""
+
+    @staticmethod
+    def forward(x2, g2, tau, key, key_tensor, stream, inner):  # type: ignore[no-untyped-def]
+        y = torch.empty_like(x2)
+        _launch(x2, g2, y, None, tau, key, key_tensor, stream, inner)
+        return y
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.tau = inputs[2]
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        (y,) = ctx.saved_tensors
+        return _cuda_vjp(y, grad, ctx.tau), None, None, None, None, None, None
+
+
+class _CudaHardSample(torch.autograd.Function):
+    """Fused CUDA forward writing the one-hot and the soft sample; straight-through backward."""
+
+    @staticmethod
+    def forward(x2, g2, tau, key, key_tensor, stream, inner):  # type: ignore[no-untyped-def]
+        y = torch.empty_like(x2)
+        hot = torch.empty_like(x2)
+        _launch(x2, g2, y, hot, tau, key, key_tensor, stream, inner)
+        return hot, y
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.tau = inputs[2]
+        ctx.save_for_backward(output[1])
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_hot: torch.Tensor, grad_soft: torch.Tensor | None
+    ) -> tuple[Any, ...]:
+        (y,) = ctx.saved_tensors
+        grad = grad_hot if grad_soft is None else grad_hot + grad_soft
+        return _cuda_vjp(y, grad, ctx.tau), None, None, None, None, None, None
+
+
+def _cuda_sample(
+    backend: TorchBackend, p: Any, rng: object, noise: object, hard: bool, tracks: bool
+) -> torch.Tensor:
+    shape = tuple(p.x.shape)
+    if noise is None:
+        source: Any = backend.noise_source(rng, p.x.device)
+        key, key_tensor, stream = source.philox_keys()
+        x = p.x if tracks else p.logits  # untracked: read half precision as it is
+        g2 = None
+    else:
+        from .._validation import check_noise
+
+        key, key_tensor, stream = 0, None, 0
+        x = p.x
+        g2 = _to_rows(check_noise(noise, backend, p.logits, p.dtype), p.axis)[0]
+    x2, inner = _to_rows(x, p.axis)
+    if tracks:
+        fn = _CudaHardSample if hard else _CudaSoftSample
+        result = fn.apply(x2, g2, p.tau, key, key_tensor, stream, inner)
+        y2 = result[0] if hard else result
+    else:
+        y2 = torch.empty_like(x2.detach())
+        soft_out, hot_out = (None, y2) if hard else (y2, None)
+        _launch(x2.detach(), g2, soft_out, hot_out, p.tau, key, key_tensor, stream, inner)
+    return _from_rows(y2, shape, p.axis)
