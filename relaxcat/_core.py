@@ -59,13 +59,11 @@ def scaled_softmax(xp: Any, s: Array, row_max: Array, tau: Any, axis: int) -> Ar
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
-def one_hot_argmax(xp: Any, s: Array, axis: int, dtype: Any, device: Any) -> Array:
+def one_hot_argmax(backend: Backend, s: Array, axis: int, dtype: Any, device: Any) -> Array:
     """Exact one-hot of ``argmax(s)`` along ``axis``; ties go to the first index."""
+    xp = backend.xp
     index = xp.argmax(s, axis=axis, keepdims=True)
-    n = s.shape[axis]
-    shape = [1] * s.ndim
-    shape[axis] = n
-    positions = xp.reshape(xp.arange(n, dtype=index.dtype, device=device), tuple(shape))
+    positions = backend.positions(s.shape[axis], axis, s.ndim, index.dtype, device)
     return xp.astype(positions == index, dtype)
 
 
@@ -320,7 +318,7 @@ def generic_gumbel_softmax(p: Prepared, rng: Any, noise: Any, hard: bool) -> Arr
         if soft_needed or backend.values_readable(s):
             m = xp.max(s, axis=p.axis, keepdims=True)
             p.check_rows(m, noise is not None)
-        hot = one_hot_argmax(xp, s, p.axis, p.dtype, p.device) if hard else None
+        hot = one_hot_argmax(backend, s, p.axis, p.dtype, p.device) if hard else None
         if not soft_needed:
             return p.out(hot)  # no gradient to carry: the soft sample is not needed
         y = scaled_softmax(xp, s, m, p.tau, p.axis)

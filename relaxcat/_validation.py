@@ -116,7 +116,7 @@ def check_tau(
             f"{argname} contains values that are <= 0, inf or NaN; every temperature must "
             f"be a finite number > 0."
         )
-    return xp.reshape(tau, padded)
+    return backend.align(xp.reshape(tau, padded), backend.device(logits))
 
 
 def check_finite_rows(
@@ -180,7 +180,7 @@ def check_noise(
         )
     if noise.dtype != dtype:
         noise = xp.astype(noise, dtype)
-    return noise
+    return backend.align(noise, logits_device)
 
 
 #: Gradient estimators for ``hard=True`` samples, in the order the docs list them.
