@@ -135,9 +135,13 @@ class DaskBackend(Backend):
         return a.rechunk(chunks)
 
     def positions(self, n: int, axis: int, ndim: int, dtype: Any, device: Any) -> Any:
-        chunks = device.chunks[axis] if device.shape[axis] == n else "auto"
         index = tuple(slice(None) if d == axis else None for d in range(ndim))
-        return da.arange(n, dtype=dtype, chunks=chunks)[index]
+        if len(device.shape) != ndim or device.shape[axis] != n:
+            return da.arange(n, dtype=dtype)[index]
+        positions = da.arange(n, dtype=dtype, chunks=device.chunks[axis])[index]
+        # Broadcast (as views, block by block) to the logits' chunks: compared with the
+        # argmax, a (1, n) array would make Dask warn that the number of chunks grows.
+        return da.broadcast_to(positions, device.shape, chunks=device.chunks)
 
     # -- values ----------------------------------------------------------------------
     def values_readable(self, x: Any) -> bool:
