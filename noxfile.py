@@ -13,7 +13,7 @@ import nox
 
 ROOT = Path(__file__).parent
 BACKENDS = ROOT / "backends"
-CPU_BACKENDS = ["numpy", "array_api_strict", "torch", "jax"]
+CPU_BACKENDS = ["numpy", "array_api_strict", "torch", "jax", "dask"]
 GPU_BACKENDS = ["cupy", "torch", "jax"]
 
 nox.options.default_venv_backend = "virtualenv"  # pip inside: it sees the local torch wheel
