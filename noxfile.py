@@ -49,8 +49,8 @@ def agreement(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and mypy on the package (with torch and jax for their types)."""
-    session.install("ruff", "mypy", ".", *requirements("torch", "jax"))
+    """ruff (lint and format) and mypy on the package (with torch, jax and dask for their types)."""
+    session.install("ruff", "mypy", ".", *requirements("torch", "jax", "dask"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
