@@ -17,8 +17,9 @@ Kernels, one CUDA block per row of the category axis (the wrapper makes that axi
 * ``gs_forward``: pass 1 reads the row once, forms ``s = x + g`` and keeps an online
   ``(max, sum of exp((s - max) / tau), argmax)`` per thread (ties to the first index),
   reduced over the block; pass 2 writes ``exp((s - max) / tau) / sum`` (from a shared-memory
-  copy of the row when it fits, else recomputing ``s``) and/or the exact one-hot. The hard
-  sample alone needs no second read.
+  copy of the row when it fits, else from ``s`` kept in the output buffer, or for half
+  precision recomputing it) and/or the exact one-hot. The hard sample alone needs no
+  second read.
 * ``gs_noise``: the noise alone.
 * ``gs_backward``: ``y * (g - <g, y>) / tau`` per row, the softmax vector-Jacobian product.
 """
@@ -192,6 +193,9 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
     if (key_ptr != 0) key = key_ptr[0];
     const u32 k0 = (u32)key, k1 = (u32)(key >> 32), s0 = (u32)stream, s1 = (u32)(stream >> 32);
     const bool soft = y != 0;
+    // A row too long for shared memory keeps s = x + g in the output buffer between the
+    // passes (when it has the compute precision), instead of regenerating the noise.
+    const bool spill = soft && !cache && sizeof(T) == sizeof(C);
     const C itau = (C)1 / tau;  // multiply, do not divide, per element
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
         const i64 base = r * n;
@@ -207,7 +211,7 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
                     if (L < first || L >= last) continue;
                     i64 k = (i64)(L - first);
                     C s = to_c(x[base + k]) + (C)gumbel_from(uniform_f(word(p, w)));
-                    if (cache) srow[k] = s;
+                    if (cache) srow[k] = s; else if (spill) store(y + base + k, s);
                     push(st, s, k, itau, soft);
                 }
             }
@@ -215,7 +219,7 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
             for (i64 k = threadIdx.x; k < n; k += blockDim.x) {
                 C g = noise != 0 ? to_c(noise[base + k]) : gumbel_at<C>(linear(r, k, n, inner), k0, k1, s0, s1);
                 C s = to_c(x[base + k]) + g;
-                if (cache) srow[k] = s;
+                if (cache) srow[k] = s; else if (spill) store(y + base + k, s);
                 push(st, s, k, itau, soft);
             }
         }
@@ -227,6 +231,8 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
                 C s;
                 if (cache) {
                     s = srow[k];
+                } else if (spill) {
+                    s = to_c(y[base + k]);  // written by this block in pass 1
                 } else {
                     C g = noise != 0 ? to_c(noise[base + k]) : gumbel_at<C>(linear(r, k, n, inner), k0, k1, s0, s1);
                     s = to_c(x[base + k]) + g;

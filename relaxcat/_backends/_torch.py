@@ -164,6 +164,12 @@ def _softmax_vjp(y: torch.Tensor, grad: torch.Tensor, tau: float, dim: int) -> t
     return out if tau == 1.0 else out.mul_(1.0 / tau)
 
 
+def _sum_grads(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return a + b
+
+
 class _SoftSample(torch.autograd.Function):
     """Registered rule for the soft sample: saves only ``y``, the backward is one formula."""
 
@@ -204,13 +210,16 @@ class _HardSample(torch.autograd.Function):
         ctx.tau, ctx.dim = inputs[3], inputs[4]
         ctx.mark_dirty(inputs[1])
         ctx.save_for_backward(output[1])
+        ctx.set_materialize_grads(False)  # no zeros for the unused soft output
 
     @staticmethod
     def backward(
         ctx: Any, grad_hot: torch.Tensor, grad_soft: torch.Tensor | None
     ) -> tuple[Any, ...]:
         (y,) = ctx.saved_tensors
-        grad = grad_hot if grad_soft is None else grad_hot + grad_soft
+        grad = _sum_grads(grad_hot, grad_soft)
+        if grad is None:
+            return None, None, None, None, None
         return _softmax_vjp(y, grad, ctx.tau, ctx.dim), None, None, None, None
 
 
@@ -496,13 +505,16 @@ class _CudaHardSample(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         ctx.tau = inputs[2]
         ctx.save_for_backward(output[1])
+        ctx.set_materialize_grads(False)  # no zeros for the unused soft output
 
     @staticmethod
     def backward(
         ctx: Any, grad_hot: torch.Tensor, grad_soft: torch.Tensor | None
     ) -> tuple[Any, ...]:
         (y,) = ctx.saved_tensors
-        grad = grad_hot if grad_soft is None else grad_hot + grad_soft
+        grad = _sum_grads(grad_hot, grad_soft)
+        if grad is None:
+            return None, None, None, None, None, None, None
         return _cuda_vjp(y, grad, ctx.tau), None, None, None, None, None, None
 
 
