@@ -128,7 +128,18 @@ class TorchSource:
             return torch.rand(shape, dtype=dtype, device=self.device)
         return torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
 
+    def _kernels(self) -> bool:
+        """Whether draws go through the CUDA Philox kernels (not inside torch.func/compile)."""
+        return (
+            self.device.type == "cuda"
+            and not torch.compiler.is_compiling()
+            and not _functorch_active()
+            and _cuda_kernels() is not None
+        )
+
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        if self._kernels():
+            return _cuda_noise(self, shape, dtype, exponential=True)
         # U == 0 gives +inf, clamped by the caller; U < 1 always, so no exact zeros.
         return self.uniform(shape, dtype).log_().neg_()
 
@@ -138,7 +149,7 @@ class TorchSource:
         return self.standard_exponential(shape, dtype).clamp_(tiny, big).log_()
 
     def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        if self.device.type == "cuda" and _cuda_kernels() is not None:
+        if self._kernels():
             return _cuda_noise(self, shape, dtype)
         return self.log_exponential(shape, dtype).neg_()
 
@@ -423,12 +434,27 @@ _KINDS = {
 }
 
 
-def _cuda_noise(source: TorchSource, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+def _cuda_noise(
+    source: TorchSource, shape: tuple[int, ...], dtype: Any, exponential: bool = False
+) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=source.device)
     key, key_tensor, stream = source.philox_keys()
     with _on_torch_stream(out.device):
-        _CUDA.noise(_cp(out), kind=_KINDS[dtype], key=key, key_array=_cp(key_tensor), stream=stream)
+        _CUDA.noise(
+            _cp(out),
+            kind=_KINDS[dtype],
+            key=key,
+            key_array=_cp(key_tensor),
+            stream=stream,
+            exponential=exponential,
+        )
     return out
+
+
+def _functorch_active() -> bool:
+    """Inside torch.func.vmap/grad: draw with torch ops, which the transforms understand."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 def _to_rows(a: torch.Tensor, dim: int) -> tuple[torch.Tensor, int]:
