@@ -36,15 +36,19 @@ def gumbel_from_exponential(xp: Any, e: Array, dtype: Any) -> Array:
     return -xp.log(xp.clip(e, float(info.smallest_normal), float(info.max)))
 
 
+def source_gumbel(source: Any, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+    """One draw of standard Gumbel noise from ``source`` (its native form if it has one)."""
+    native = getattr(source, "standard_gumbel", None)
+    if native is not None:
+        return native(shape, dtype)
+    return gumbel_from_exponential(xp, source.standard_exponential(shape, dtype), dtype)
+
+
 def draw_gumbel(
     backend: Backend, rng: object, shape: tuple[int, ...], dtype: Any, device: Any
 ) -> Array:
     """Standard Gumbel noise in ``dtype`` (float32 or float64) through the adapter's RNG."""
-    source = backend.noise_source(rng, device)
-    native = getattr(source, "standard_gumbel", None)
-    if native is not None:
-        return native(shape, dtype)
-    return gumbel_from_exponential(backend.xp, source.standard_exponential(shape, dtype), dtype)
+    return source_gumbel(backend.noise_source(rng, device), backend.xp, shape, dtype)
 
 
 def scaled_softmax(xp: Any, s: Array, row_max: Array, tau: Any, axis: int) -> Array:

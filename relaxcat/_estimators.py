@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._backends import Array, NoiseSource
-from ._core import Prepared, gumbel_from_exponential, one_hot_argmax, scaled_softmax
+from ._core import Prepared, one_hot_argmax, scaled_softmax, source_gumbel
 
 __all__ = ["conditional_gumbel", "estimator_sample"]
 
@@ -47,7 +47,7 @@ def estimator_sample(
     source: NoiseSource | None = None
     if noise is None:
         source = backend.noise_source(rng, p.device)
-        gumbel = gumbel_from_exponential(xp, source.standard_exponential(shape, p.dtype), p.dtype)
+        gumbel = source_gumbel(source, xp, shape, p.dtype)  # exactly gumbel_noise's draw
     else:
         gumbel = p.noise(None, noise)
     s = p.x + gumbel
@@ -61,7 +61,7 @@ def estimator_sample(
             return p.out(reinmax(p, hot))
         if source is None:
             source = gumbel_rao_source(p, rng, samples)
-            source.standard_exponential(shape, p.dtype)  # draw 0 belongs to the noise
+            source_gumbel(source, xp, shape, p.dtype)  # draw 0 belongs to the noise
         return p.out(gumbel_rao(p, hot, samples, source))
 
 

@@ -17,8 +17,9 @@ Kernels, one CUDA block per row of the category axis (the wrapper makes that axi
 * ``gs_forward``: pass 1 reads the row once, forms ``s = x + g`` and keeps an online
   ``(max, sum of exp((s - max) / tau), argmax)`` per thread (ties to the first index),
   reduced over the block; pass 2 writes ``exp((s - max) / tau) / sum`` (from a shared-memory
-  copy of the row when it fits, else recomputing ``s``) and/or the exact one-hot. The hard
-  sample alone needs no second read.
+  copy of the row when it fits, else from ``s`` kept in the output buffer, or for half
+  precision recomputing it) and/or the exact one-hot. The hard sample alone needs no
+  second read.
 * ``gs_noise``: the noise alone.
 * ``gs_backward``: ``y * (g - <g, y>) / tau`` per row, the softmax vector-Jacobian product.
 """
@@ -91,28 +92,30 @@ __device__ __forceinline__ double uniform_d(u32 a, u32 b) {
 // The generic noise formula: g = -log(clip(-log U, tiny, max)).
 // E = -log U must be accurate to a few ulp *relative* for U near 1 (the noise's upper tail,
 // which decides the argmax): the accurate logf there; g = -log E only needs absolute accuracy.
-__device__ __forceinline__ float gumbel_from(float u) {
-    float e = -logf(u);
-    e = fminf(fmaxf(e, 1.1754943508222875e-38f), 3.4028234663852886e+38f);
-    return -c_log(e);
+__device__ __forceinline__ float exponential_from(float u) {
+    return fminf(fmaxf(-logf(u), 1.1754943508222875e-38f), 3.4028234663852886e+38f);
 }
-__device__ __forceinline__ double gumbel_from(double u) {
-    double e = -log(u);
-    e = fmin(fmax(e, 2.2250738585072014e-308), 1.7976931348623157e+308);
-    return -log(e);
+__device__ __forceinline__ double exponential_from(double u) {
+    return fmin(fmax(-log(u), 2.2250738585072014e-308), 1.7976931348623157e+308);
 }
+__device__ __forceinline__ float gumbel_from(float u) { return -c_log(exponential_from(u)); }
+__device__ __forceinline__ double gumbel_from(double u) { return -c_log(exponential_from(u)); }
 
-// Noise of the element at linear index L.
-template <typename C> __device__ __forceinline__ C gumbel_at(u64 L, u32 k0, u32 k1, u32 s0, u32 s1);
-template <> __device__ __forceinline__ float gumbel_at<float>(u64 L, u32 k0, u32 k1, u32 s0, u32 s1) {
+// The uniform of the element at linear index L.
+template <typename C> __device__ __forceinline__ C uniform_at(u64 L, u32 k0, u32 k1, u32 s0, u32 s1);
+template <> __device__ __forceinline__ float uniform_at<float>(u64 L, u32 k0, u32 k1, u32 s0, u32 s1) {
     u64 q = L >> 2;
     Philox r = philox((u32)q, (u32)(q >> 32), s0, s1, k0, k1);
-    return gumbel_from(uniform_f(word(r, (int)(L & 3))));
+    return uniform_f(word(r, (int)(L & 3)));
 }
-template <> __device__ __forceinline__ double gumbel_at<double>(u64 L, u32 k0, u32 k1, u32 s0, u32 s1) {
+template <> __device__ __forceinline__ double uniform_at<double>(u64 L, u32 k0, u32 k1, u32 s0, u32 s1) {
     u64 q = L >> 1;
     Philox r = philox((u32)q, (u32)(q >> 32), s0, s1, k0, k1);
-    return (L & 1) ? gumbel_from(uniform_d(r.c, r.d)) : gumbel_from(uniform_d(r.a, r.b));
+    return (L & 1) ? uniform_d(r.c, r.d) : uniform_d(r.a, r.b);
+}
+template <typename C>
+__device__ __forceinline__ C gumbel_at(u64 L, u32 k0, u32 k1, u32 s0, u32 s1) {
+    return gumbel_from(uniform_at<C>(L, k0, k1, s0, s1));
 }
 
 template <typename C> struct Stat { C m; C d; i64 i; };
@@ -192,6 +195,9 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
     if (key_ptr != 0) key = key_ptr[0];
     const u32 k0 = (u32)key, k1 = (u32)(key >> 32), s0 = (u32)stream, s1 = (u32)(stream >> 32);
     const bool soft = y != 0;
+    // A row too long for shared memory keeps s = x + g in the output buffer between the
+    // passes (when it has the compute precision), instead of regenerating the noise.
+    const bool spill = soft && !cache && sizeof(T) == sizeof(C);
     const C itau = (C)1 / tau;  // multiply, do not divide, per element
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
         const i64 base = r * n;
@@ -207,7 +213,7 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
                     if (L < first || L >= last) continue;
                     i64 k = (i64)(L - first);
                     C s = to_c(x[base + k]) + (C)gumbel_from(uniform_f(word(p, w)));
-                    if (cache) srow[k] = s;
+                    if (cache) srow[k] = s; else if (spill) store(y + base + k, s);
                     push(st, s, k, itau, soft);
                 }
             }
@@ -215,7 +221,7 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
             for (i64 k = threadIdx.x; k < n; k += blockDim.x) {
                 C g = noise != 0 ? to_c(noise[base + k]) : gumbel_at<C>(linear(r, k, n, inner), k0, k1, s0, s1);
                 C s = to_c(x[base + k]) + g;
-                if (cache) srow[k] = s;
+                if (cache) srow[k] = s; else if (spill) store(y + base + k, s);
                 push(st, s, k, itau, soft);
             }
         }
@@ -227,6 +233,8 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
                 C s;
                 if (cache) {
                     s = srow[k];
+                } else if (spill) {
+                    s = to_c(y[base + k]);  // written by this block in pass 1
                 } else {
                     C g = noise != 0 ? to_c(noise[base + k]) : gumbel_at<C>(linear(r, k, n, inner), k0, k1, s0, s1);
                     s = to_c(x[base + k]) + g;
@@ -238,13 +246,16 @@ __device__ void forward(const T* __restrict__ x, const T* __restrict__ noise, T*
     }
 }
 
+// Gumbel noise, or (exponential != 0) the Exp(1) draws E it is -log of: the same stream.
 template <typename T, typename C>
 __device__ void noise_kernel(T* __restrict__ out, i64 total, u64 key, const u64* __restrict__ key_ptr,
-                             u64 stream) {
+                             u64 stream, int exponential) {
     if (key_ptr != 0) key = key_ptr[0];
     const u32 k0 = (u32)key, k1 = (u32)(key >> 32), s0 = (u32)stream, s1 = (u32)(stream >> 32);
-    for (i64 L = blockIdx.x * (i64)blockDim.x + threadIdx.x; L < total; L += (i64)gridDim.x * blockDim.x)
-        store(out + L, gumbel_at<C>((u64)L, k0, k1, s0, s1));
+    for (i64 L = blockIdx.x * (i64)blockDim.x + threadIdx.x; L < total; L += (i64)gridDim.x * blockDim.x) {
+        C u = uniform_at<C>((u64)L, k0, k1, s0, s1);
+        store(out + L, exponential ? exponential_from(u) : gumbel_from(u));
+    }
 }
 
 template <typename T, typename C>
@@ -280,8 +291,8 @@ extern "C" __global__ void gs_forward_##NAME(const T* x, const T* noise, T* y, T
     forward<T, C>(x, noise, y, hot, rows, n, inner, tau, key, key_ptr, stream, cache);         \
 }                                                                                              \
 extern "C" __global__ void gs_noise_##NAME(T* out, i64 total, u64 key, const u64* key_ptr,     \
-        u64 stream) {                                                                          \
-    noise_kernel<T, C>(out, total, key, key_ptr, stream);                                      \
+        u64 stream, int exponential) {                                                         \
+    noise_kernel<T, C>(out, total, key, key_ptr, stream, exponential);                         \
 }                                                                                              \
 extern "C" __global__ void gs_backward_##NAME(const T* g, const T* y, T* gx, i64 rows, i64 n,  \
         C inv_tau) {                                                                           \
@@ -390,8 +401,14 @@ def forward(
     )
 
 
-def noise(out: Any, *, kind: str, key: int, key_array: Any | None, stream: int) -> None:
-    """Fill ``out`` (C-contiguous) with the standard Gumbel noise of ``(key, stream)``."""
+def noise(
+    out: Any, *, kind: str, key: int, key_array: Any | None, stream: int, exponential: bool = False
+) -> None:
+    """Fill ``out`` (C-contiguous) with the Gumbel noise of ``(key, stream)``.
+
+    With ``exponential=True``, the Exp(1) draws ``E`` (clamped to [tiny, max]) whose
+    ``-log`` that noise is: the two forms of one stream.
+    """
     total = out.size
     if total == 0:
         return
@@ -400,7 +417,14 @@ def noise(out: Any, *, kind: str, key: int, key_array: Any | None, stream: int) 
     kernel("noise", kind)(
         (blocks,),
         (threads,),
-        (out, cupy.int64(total), cupy.uint64(key), _ptr_or_null(key_array), cupy.uint64(stream)),
+        (
+            out,
+            cupy.int64(total),
+            cupy.uint64(key),
+            _ptr_or_null(key_array),
+            cupy.uint64(stream),
+            cupy.int32(1 if exponential else 0),
+        ),
     )
 
 

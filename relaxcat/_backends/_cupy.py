@@ -1,9 +1,10 @@
 """CuPy adapter: counter-based noise and a fused sampler on the array's GPU. Never imports torch.
 
-Gumbel noise comes from the Philox4x32-10 kernels in ``_cuda.py``: ``rng`` decides the
-64-bit key (an int seed is the key; ``None`` a per-process random key and a new stream per
-draw; a CuPy ``Generator``/``RandomState`` draws the key on the device, without a host
-synchronisation). Exponential draws for other samplers use CuPy's own generators.
+All random numbers come from the Philox4x32-10 kernels in ``_cuda.py``, one stream per
+draw: ``rng`` decides the 64-bit key (an int seed is the key; ``None`` a per-process random
+key and a new stream per draw; a CuPy ``Generator``/``RandomState`` draws the key on the
+device, without a host synchronisation). Gumbel and exponential draws are two forms of the
+same stream, so every sampler sees the same noise for the same ``rng``.
 """
 
 from __future__ import annotations
@@ -56,16 +57,25 @@ class CupySource:
         self.device = device
         self.keys = keys
 
-    def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        with self.device:
-            return self.generator.standard_exponential(size=shape, dtype=dtype)
-
-    def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
+    def _draw(self, shape: tuple[int, ...], dtype: Any, exponential: bool) -> Any:
         with self.device:
             out = cupy.empty(shape, dtype)
             key, key_array, stream = self.keys.take()
-            _cuda.noise(out, kind=kind_of(dtype), key=key, key_array=key_array, stream=stream)
+            _cuda.noise(
+                out,
+                kind=kind_of(dtype),
+                key=key,
+                key_array=key_array,
+                stream=stream,
+                exponential=exponential,
+            )
             return out
+
+    def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self._draw(shape, dtype, exponential=True)
+
+    def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self._draw(shape, dtype, exponential=False)
 
 
 class CupyBackend(Backend):

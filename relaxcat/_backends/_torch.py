@@ -128,7 +128,18 @@ class TorchSource:
             return torch.rand(shape, dtype=dtype, device=self.device)
         return torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
 
+    def _kernels(self) -> bool:
+        """Whether draws go through the CUDA Philox kernels (not inside torch.func/compile)."""
+        return (
+            self.device.type == "cuda"
+            and not torch.compiler.is_compiling()
+            and not _functorch_active()
+            and _cuda_kernels() is not None
+        )
+
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        if self._kernels():
+            return _cuda_noise(self, shape, dtype, exponential=True)
         # U == 0 gives +inf, clamped by the caller; U < 1 always, so no exact zeros.
         return self.uniform(shape, dtype).log_().neg_()
 
@@ -138,7 +149,7 @@ class TorchSource:
         return self.standard_exponential(shape, dtype).clamp_(tiny, big).log_()
 
     def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        if self.device.type == "cuda" and _cuda_kernels() is not None:
+        if self._kernels():
             return _cuda_noise(self, shape, dtype)
         return self.log_exponential(shape, dtype).neg_()
 
@@ -162,6 +173,12 @@ def _softmax_vjp(y: torch.Tensor, grad: torch.Tensor, tau: float, dim: int) -> t
     out = grad * y
     out.addcmul_(y, out.sum(dim, keepdim=True), value=-1.0)
     return out if tau == 1.0 else out.mul_(1.0 / tau)
+
+
+def _sum_grads(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return a + b
 
 
 class _SoftSample(torch.autograd.Function):
@@ -204,13 +221,16 @@ class _HardSample(torch.autograd.Function):
         ctx.tau, ctx.dim = inputs[3], inputs[4]
         ctx.mark_dirty(inputs[1])
         ctx.save_for_backward(output[1])
+        ctx.set_materialize_grads(False)  # no zeros for the unused soft output
 
     @staticmethod
     def backward(
         ctx: Any, grad_hot: torch.Tensor, grad_soft: torch.Tensor | None
     ) -> tuple[Any, ...]:
         (y,) = ctx.saved_tensors
-        grad = grad_hot if grad_soft is None else grad_hot + grad_soft
+        grad = _sum_grads(grad_hot, grad_soft)
+        if grad is None:
+            return None, None, None, None, None
         return _softmax_vjp(y, grad, ctx.tau, ctx.dim), None, None, None, None
 
 
@@ -414,12 +434,27 @@ _KINDS = {
 }
 
 
-def _cuda_noise(source: TorchSource, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+def _cuda_noise(
+    source: TorchSource, shape: tuple[int, ...], dtype: Any, exponential: bool = False
+) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=source.device)
     key, key_tensor, stream = source.philox_keys()
     with _on_torch_stream(out.device):
-        _CUDA.noise(_cp(out), kind=_KINDS[dtype], key=key, key_array=_cp(key_tensor), stream=stream)
+        _CUDA.noise(
+            _cp(out),
+            kind=_KINDS[dtype],
+            key=key,
+            key_array=_cp(key_tensor),
+            stream=stream,
+            exponential=exponential,
+        )
     return out
+
+
+def _functorch_active() -> bool:
+    """Inside torch.func.vmap/grad: draw with torch ops, which the transforms understand."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 def _to_rows(a: torch.Tensor, dim: int) -> tuple[torch.Tensor, int]:
@@ -496,13 +531,16 @@ class _CudaHardSample(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         ctx.tau = inputs[2]
         ctx.save_for_backward(output[1])
+        ctx.set_materialize_grads(False)  # no zeros for the unused soft output
 
     @staticmethod
     def backward(
         ctx: Any, grad_hot: torch.Tensor, grad_soft: torch.Tensor | None
     ) -> tuple[Any, ...]:
         (y,) = ctx.saved_tensors
-        grad = grad_hot if grad_soft is None else grad_hot + grad_soft
+        grad = _sum_grads(grad_hot, grad_soft)
+        if grad is None:
+            return None, None, None, None, None, None, None
         return _cuda_vjp(y, grad, ctx.tau), None, None, None, None, None, None
 
 
