@@ -182,3 +182,29 @@ def test_nothing_is_computed_during_a_call(bk):
         relaxcat.gumbel_noise(x)
         relaxcat.anneal_tau(chunked(bk, np.arange(5), 2))
     assert computed == []
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_memory_is_bounded_by_the_chunks_not_the_array(bk, hard):
+    # 48 chunks of 1 MiB of float32 logits, made lazily; computing the category counts
+    # must hold a few chunks at a time (the logits, the noise, the sample), not the array.
+    import tracemalloc
+
+    def category_counts(rows, cols, chunk_rows):
+        x = bk.lib.random.default_rng(0).standard_normal(
+            size=(rows, cols), dtype=np.float32, chunks=(chunk_rows, cols)
+        )
+        return relaxcat.gumbel_softmax(x, 0.5, hard=hard, rng=1).sum(axis=0)
+
+    rows, cols, chunk_rows = 48 * 1024, 256, 1024
+    bk.to_numpy(category_counts(2, cols, 1))  # first computes allocate caches: not counted
+    counts = category_counts(rows, cols, chunk_rows)
+    chunk = chunk_rows * cols * 4
+    tracemalloc.start()
+    try:
+        total = bk.to_numpy(counts).sum()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(total, rows, rtol=1e-6)
+    assert peak < 12 * chunk, f"peak {peak / chunk:.1f} chunks of {chunk} bytes"
