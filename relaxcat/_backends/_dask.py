@@ -99,7 +99,8 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:
             return x
         y = x.clip(min, max)
         return y if y.dtype == x.dtype else y.astype(x.dtype)
-    return xp_dask.clip(x, min=min, max=max)
+    compat: Any = xp_dask  # its clip is not in the module's typed interface
+    return compat.clip(x, min=min, max=max)
 
 
 class DaskNamespace(types.ModuleType):
