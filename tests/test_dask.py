@@ -208,3 +208,19 @@ def test_memory_is_bounded_by_the_chunks_not_the_array(bk, hard):
         tracemalloc.stop()
     np.testing.assert_allclose(total, rows, rtol=1e-6)
     assert peak < 12 * chunk, f"peak {peak / chunk:.1f} chunks of {chunk} bytes"
+
+
+def test_namespace_clip_keeps_chunks_and_dtype(bk):
+    xp = relaxcat._backends.backend_of(chunked(bk, LOGITS, (7, 6))).xp
+    a = np.linspace(-3, 3, 40 * 23).reshape(40, 23).astype(np.float32)
+    x = chunked(bk, a, (7, 6), "float32")
+    bounds = np.linspace(-1, 0, 23)
+    for lo, hi, expected in [
+        (-1.0, 2, np.clip(a, -1, 2)),
+        (None, 0.5, np.minimum(a, 0.5)),
+        (None, None, a),
+        (chunked(bk, bounds, 6), 1.0, np.clip(a, bounds, 1.0).astype(np.float32)),
+    ]:
+        y = xp.clip(x, min=lo, max=hi)
+        assert y.dtype == x.dtype and y.chunks == x.chunks
+        np.testing.assert_array_equal(bk.to_numpy(y), expected)
