@@ -93,3 +93,14 @@ def estimators(session: nox.Session) -> None:
     """
     session.install(".", *requirements("torch"), "matplotlib>=3.8")
     session.run("python", "benchmarks/estimators.py", *session.posargs)
+
+
+@nox.session(default=False)
+def dask_bench(session: nox.Session) -> None:
+    """Dask scaling benchmark: 200 million logits on a LocalCluster with 1, then 2 workers.
+
+    Not in the default run: it takes minutes and most of the machine. Options go through,
+    e.g. ``nox -s dask_bench -- --markdown dask-benchmark.md`` (see benchmarks/dask_scale.py).
+    """
+    session.install(".", *requirements("dask"))
+    session.run("python", "benchmarks/dask_scale.py", *session.posargs)
