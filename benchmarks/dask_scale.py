@@ -20,6 +20,7 @@ next to the chunk size and the array size. ``--markdown FILE`` writes the table 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import platform
@@ -37,6 +38,7 @@ import numpy as np
 import relaxcat
 
 MB = 2**20
+LOADS: list[float] = []  # the 1-minute load average after each timed run
 
 
 def reset_peak() -> None:
@@ -96,10 +98,8 @@ class Result:
         return max(p - b for p, b in zip(self.peak, self.baseline, strict=True))
 
 
-def run(
-    workers: int, rows: int, cols: int, chunk_rows: int, repeats: int, memory_limit: str
-) -> Result:
-    with (
+def start_cluster(stack: contextlib.ExitStack, workers: int, memory_limit: str) -> Any:
+    cluster = stack.enter_context(
         distributed.LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -107,40 +107,65 @@ def run(
             memory_limit=memory_limit,
             dashboard_address=None,
             silence_logs=logging.ERROR,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        # Warm-up: the workers import NumPy and Dask's chunk functions.
-        warm = client.compute(category_counts(4 * chunk_rows // 100, cols, chunk_rows // 100, 0))
-        warm.result()
-        seconds, cpu, peaks, baseline = [], [], [0] * workers, [0] * workers
-        build = 0.0
+        )
+    )
+    return stack.enter_context(distributed.Client(cluster, set_as_default=False))
+
+
+def timed_compute(client: Any, graph: Any, rows: int) -> tuple[float, float, dict[str, Any]]:
+    """Wall seconds, worker CPU seconds and per-worker memory of one compute of ``graph``."""
+    client.run(reset_peak)
+    before = client.run(memory_status)
+    cpu_before = client.run(time.process_time)
+    start = time.perf_counter()
+    counts = client.compute(graph).result()
+    seconds = time.perf_counter() - start
+    cpu_after = client.run(time.process_time)
+    after = client.run(memory_status)
+    if counts.sum() != rows:
+        raise AssertionError(f"not one category per row: {counts.sum()} != {rows}")
+    cpu = sum(cpu_after[w] - cpu_before[w] for w in cpu_after)
+    memory = {w: (before[w]["VmRSS"], after[w]["VmHWM"]) for w in after}
+    return seconds, cpu, memory
+
+
+def run(
+    worker_counts: list[int], rows: int, cols: int, chunk_rows: int, repeats: int, limit: str
+) -> list[Result]:
+    """All worker counts at one chunk size; their runs alternate, so that work done by other
+    processes on the machine falls on all of them alike."""
+    results = {
+        w: Result(w, chunk_rows, cols, rows, [], [], 0.0, [0] * w, [0] * w) for w in worker_counts
+    }
+    with contextlib.ExitStack() as stack:
+        clients = {w: start_cluster(stack, w, limit) for w in worker_counts}
+        for client in clients.values():  # warm-up: the workers import NumPy and Dask
+            small = max(1, chunk_rows // 100)
+            client.gather(client.compute(category_counts(4 * small, cols, small, 0)))
         for repeat in range(repeats):
-            start = time.perf_counter()
-            graph = category_counts(rows, cols, chunk_rows, seed=10 + repeat)
-            build = time.perf_counter() - start
-            client.run(reset_peak)
-            before = client.run(memory_status)
-            cpu_before = client.run(time.process_time)
-            start = time.perf_counter()
-            counts = client.compute(graph).result()
-            seconds.append(time.perf_counter() - start)
-            cpu_after = client.run(time.process_time)
-            cpu.append(sum(cpu_after[w] - cpu_before[w] for w in cpu_after))
-            after = client.run(memory_status)
-            if counts.shape != (cols,) or counts.sum() != rows:
-                raise AssertionError(f"not one category per row: {counts.sum()} != {rows}")
-            names = sorted(after)
-            for i, name in enumerate(names):
-                if after[name]["VmHWM"] > peaks[i]:
-                    peaks[i] = after[name]["VmHWM"]
-                    baseline[i] = before[name]["VmRSS"]
-    return Result(workers, chunk_rows, cols, rows, seconds, cpu, build, baseline, peaks)
+            for w, client in clients.items():
+                r = results[w]
+                start = time.perf_counter()
+                graph = category_counts(rows, cols, chunk_rows, seed=10 + repeat)
+                r.build_seconds = time.perf_counter() - start
+                seconds, cpu, memory = timed_compute(client, graph, rows)
+                r.seconds.append(seconds)
+                r.cpu_seconds.append(cpu)
+                for i, name in enumerate(sorted(memory)):
+                    baseline, peak = memory[name]
+                    if peak > r.peak[i]:
+                        r.peak[i], r.baseline[i] = peak, baseline
+                LOADS.append(os.getloadavg()[0])
+                print(
+                    f"  workers={w} chunk={chunk_rows}x{cols} repeat {repeat}: {seconds:.2f} s, "
+                    f"worker CPU {cpu:.2f} s, load {LOADS[-1]:.1f}",
+                    flush=True,
+                )
+    return list(results.values())
 
 
 def markdown(results: list[Result], args: argparse.Namespace) -> str:
     one = {r.chunk_rows: r.median for r in results if r.workers == 1}
-    load = os.getloadavg()
     lines = [
         f"`python benchmarks/dask_scale.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
         "",
@@ -148,8 +173,10 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
         f"{args.rows * args.cols * 4 / MB:.0f} MiB), made on the workers; "
         f"`gumbel_softmax(x, 0.5, hard=True, rng=seed)`; counts per category sent back. "
         f"LocalCluster, worker processes with one thread each, memory limit "
-        f"{args.memory_limit}. {os.cpu_count()} CPU cores, load average before the runs "
-        f"{load[0]:.1f}; Python {platform.python_version()}, NumPy {np.__version__}, Dask "
+        f"{args.memory_limit}. {os.cpu_count()} CPU cores; the machine's 1-minute load average "
+        f"ranged over {min(LOADS):.1f}-{max(LOADS):.1f} during the runs (above "
+        f"{os.cpu_count()}: other processes competed for the cores). "
+        f"Python {platform.python_version()}, NumPy {np.__version__}, Dask "
         f"{dask.__version__}, distributed {distributed.__version__}.",
         "",
         "| workers | chunk (rows x cols, MiB) | wall time, median of "
@@ -183,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {load:.1f} on {os.cpu_count()} cores", flush=True)
     results = []
     for chunk_rows in args.chunk_rows:
-        for workers in args.workers:
-            r = run(workers, args.rows, args.cols, chunk_rows, args.repeats, args.memory_limit)
-            results.append(r)
+        runs = run(args.workers, args.rows, args.cols, chunk_rows, args.repeats, args.memory_limit)
+        results += runs
+        for r in runs:
+            workers = r.workers
             print(
                 f"workers={workers} chunk={chunk_rows}x{args.cols}: "
                 f"{', '.join(f'{s:.2f}' for s in r.seconds)} s, worker CPU "

@@ -224,3 +224,17 @@ def test_namespace_clip_keeps_chunks_and_dtype(bk):
         y = xp.clip(x, min=lo, max=hi)
         assert y.dtype == x.dtype and y.chunks == x.chunks
         np.testing.assert_array_equal(bk.to_numpy(y), expected)
+
+
+def test_workers_need_no_relaxcat(bk):
+    # The graph holds NumPy and Dask functions only: relaxcat need not be on the workers.
+    cloudpickle = pytest.importorskip("cloudpickle", reason="cloudpickle is not installed")
+    x = chunked(bk, LOGITS, (7, 6))
+    tau = chunked(bk, np.full((40, 1), 0.5), (7, 1))
+    for y in (
+        relaxcat.gumbel_softmax(x, tau, rng=0),
+        relaxcat.gumbel_softmax(x, 0.5, hard=True, rng=0),
+        relaxcat.gumbel_softmax(x, hard=True, estimator="reinmax", rng=0),
+        relaxcat.gumbel_noise(x),
+    ):
+        assert b"relaxcat" not in cloudpickle.dumps(dict(y.__dask_graph__()))
