@@ -75,21 +75,29 @@ def straight_through(backend: Backend, hard: Array, soft: Array) -> Array:
 
 
 class Prepared:
-    """Validated inputs of a sampler: adapter, namespace, axis, compute dtype, logits, tau."""
+    """Validated inputs of a sampler: adapter, namespace, axis, compute dtype, logits, tau.
+
+    With ``elementwise=True`` (the relaxed Bernoulli) there is no category axis: ``axis``
+    is ignored, the logits may be 0-d, and an array ``tau`` need only broadcast.
+    """
 
     __slots__ = ("axis", "backend", "device", "dtype", "logits", "tau", "x", "xp")
 
-    def __init__(self, logits: Any, tau: Any, axis: object) -> None:
+    def __init__(self, logits: Any, tau: Any, axis: object, *, elementwise: bool = False) -> None:
         backend = backend_of(logits, "logits")
         self.backend = backend
         self.xp = xp = backend.xp
         self.logits = logits
-        self.axis = normalize_axis(axis, logits.ndim)
-        check_categories(logits.shape[self.axis], "logits", self.axis)
+        if elementwise:
+            self.axis = -1
+        else:
+            self.axis = normalize_axis(axis, logits.ndim)
+            check_categories(logits.shape[self.axis], "logits", self.axis)
         self.dtype = compute_dtype(backend, logits.dtype)
         self.x = logits if self.dtype == logits.dtype else xp.astype(logits, self.dtype)
         self.device = backend.device(logits)
-        self.tau = None if tau is None else check_tau(tau, backend, logits, self.dtype, self.axis)
+        tau_axis = None if elementwise else self.axis
+        self.tau = None if tau is None else check_tau(tau, backend, logits, self.dtype, tau_axis)
 
     def noise(self, rng: object, noise: object) -> Array:
         """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``."""

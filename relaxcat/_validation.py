@@ -50,9 +50,13 @@ def check_categories(n: int, argname: str = "logits", axis: int = -1) -> None:
 
 
 def check_tau(
-    tau: Any, backend: Backend, logits: Array, dtype: Any, axis: int, argname: str = "tau"
+    tau: Any, backend: Backend, logits: Array, dtype: Any, axis: int | None, argname: str = "tau"
 ) -> Any:
-    """Return ``tau`` as a Python float or as an array of ``dtype`` on the logits' device."""
+    """Return ``tau`` as a Python float or as an array of ``dtype`` on the logits' device.
+
+    ``axis`` is the category axis, along which an array ``tau`` must have size 1; ``None``
+    for element-wise distributions (the relaxed Bernoulli), where it need only broadcast.
+    """
     if isinstance(tau, numbers.Real) and not isinstance(tau, (bool, np.bool_)):
         value = float(tau)
         if not (0.0 < value < math.inf):
@@ -91,7 +95,7 @@ def check_tau(
             f"{argname} has shape {tshape}, which does not broadcast against logits of shape "
             f"{shape}."
         )
-    if padded[axis] != 1:
+    if axis is not None and padded[axis] != 1:
         raise ValueError(
             f"{argname} has shape {tshape}, which varies along the category axis ({axis}) of "
             f"logits {shape}; a temperature is one number per distribution. Give it size 1 "
