@@ -173,3 +173,107 @@ def check_noise(
     if noise.dtype != dtype:
         noise = xp.astype(noise, dtype)
     return noise
+
+
+# -- checks for the distribution functions ----------------------------------------------
+
+
+def check_k(k: object, n: int, axis: int) -> int:
+    """``k`` as an int in ``1..n`` (``n`` categories along ``axis``)."""
+    if not isinstance(k, numbers.Integral) or isinstance(k, (bool, np.bool_)):
+        raise TypeError(f"k must be an int (the subset size); got {type(k).__name__}.")
+    k = int(k)
+    if not 1 <= k <= n:
+        raise ValueError(
+            f"k={k} is out of range: with n={n} categories along axis {axis}, k must be "
+            f"between 1 and {n}."
+        )
+    return k
+
+
+def check_method(method: object, valid: tuple[str, ...]) -> str:
+    if method not in valid:
+        raise ValueError(f"method={method!r} is not known; use one of {', '.join(valid)}.")
+    return str(method)
+
+
+def check_logits_rows(backend: Backend, logits: Array, axis: int, argname: str = "logits") -> None:
+    """Raise for NaN, ``+inf`` or an entirely masked row, where values can be read."""
+    if not backend.values_readable(logits):
+        return
+    xp = backend.xp
+    if bool(xp.any(xp.isnan(logits))):
+        raise ValueError(f"{argname} contain NaN; every entry must be a real number or -inf.")
+    if bool(xp.any(logits == math.inf)):
+        raise ValueError(
+            f"{argname} contain +inf; entries must be finite, or -inf for a masked category."
+        )
+    if bool(xp.any(xp.all(logits == -math.inf, axis=axis))):
+        raise ValueError(
+            f"{argname} have a row in which every category is masked (-inf); leave at least "
+            f"one category unmasked in every row."
+        )
+
+
+def check_no_nan(backend: Backend, x: Array, argname: str) -> None:
+    """Raise for NaN entries, where values can be read."""
+    xp = backend.xp
+    if backend.values_readable(x) and bool(xp.any(xp.isnan(x))):
+        raise ValueError(f"{argname} contains NaN.")
+
+
+def check_enough_unmasked(backend: Backend, logits: Array, k: int, axis: int) -> None:
+    """Raise if a row has fewer than ``k`` unmasked categories, where values can be read."""
+    if k == 1 or not backend.values_readable(logits):
+        return
+    xp = backend.xp
+    fewest = int(xp.min(xp.count_nonzero(logits != -math.inf, axis=axis)))
+    if fewest < k:
+        raise ValueError(
+            f"k={k} but a row of logits has only {fewest} unmasked (finite) categories; k "
+            f"distinct categories cannot be drawn from it. Lower k or unmask categories."
+        )
+
+
+def broadcast_pair(
+    backend: Backend, a: Array, b: Array, names: tuple[str, str], axis: int | None
+) -> tuple[Array, Array, int | None]:
+    """Broadcast ``a`` and ``b`` (same library and device) against each other.
+
+    With a category ``axis`` (an axis of the broadcast shape), both must have the same
+    number of categories there: a category axis is never broadcast. Returns the broadcast
+    arrays and the normalised axis.
+    """
+    other = backend_of(a, names[0])
+    if other is not backend:
+        raise TypeError(
+            f"{names[0]} is a {other.name} array but {names[1]} is a {backend.name} array; "
+            f"pass arrays of one library."
+        )
+    da, db = backend.device(a), backend.device(b)
+    if not backend.same_device(da, db):
+        raise ValueError(f"{names[0]} is on device {da} but {names[1]} is on {db}.")
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    try:
+        shape = np.broadcast_shapes(sa, sb)
+    except ValueError:
+        raise ValueError(
+            f"{names[0]} of shape {sa} and {names[1]} of shape {sb} do not broadcast against "
+            f"each other."
+        ) from None
+    if axis is not None:
+        axis = normalize_axis(axis, len(shape), f"the broadcast of {names[0]} and {names[1]}")
+        pa = (1,) * (len(shape) - len(sa)) + sa
+        pb = (1,) * (len(shape) - len(sb)) + sb
+        if pa[axis] != pb[axis]:
+            raise ValueError(
+                f"{names[0]} has {pa[axis]} categories along axis {axis} but {names[1]} has "
+                f"{pb[axis]}; a category axis is not broadcast, so they must be equal."
+            )
+        check_categories(shape[axis], names[1], axis)
+    xp = backend.xp
+    if sa != shape:
+        a = xp.broadcast_to(a, shape)
+    if sb != shape:
+        b = xp.broadcast_to(b, shape)
+    return a, b, axis
