@@ -10,6 +10,11 @@ import jax.numpy as jnp
 
 from ._base import Backend, NoiseSource
 
+try:  # private, so imported defensively (as the torch adapter does with functorch)
+    from jax._src.core import trace_state_clean as _trace_state_clean
+except ImportError:  # pragma: no cover - then only tracers count as unreadable
+    _trace_state_clean = None  # type: ignore[assignment]
+
 _NEEDS_KEY = (
     "JAX has no global random state, so relaxcat needs a PRNG key for JAX arrays: pass "
     "rng=jax.random.key(0) (split it between calls) or an int seed, or pass noise=."
@@ -64,6 +69,11 @@ class JaxBackend(Backend):
 
     def values_readable(self, x: Any) -> bool:
         if isinstance(x, jax.core.Tracer):
+            return False
+        # A concrete array captured by a jitted function (a constant tau, say) is not a
+        # tracer, but every operation on it inside the trace gives one: nothing can be
+        # read while any transformation is tracing.
+        if _trace_state_clean is not None and not _trace_state_clean():
             return False
         return all(d.platform == "cpu" for d in x.devices())
 
