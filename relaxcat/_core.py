@@ -43,6 +43,20 @@ def draw_gumbel(
     return gumbel_from_exponential(backend.xp, source.standard_exponential(shape, dtype), dtype)
 
 
+def divide_by_tau(xp: Any, d: Array, tau: Any) -> Array:
+    """``d / tau``, where ``d`` may hold ``-inf`` (masked) or ``+inf``, safe for autodiff.
+
+    ``-inf / tau`` is ``-inf``, but its derivative in ``tau``, ``-d / tau**2``, is ``+inf``,
+    and autodiff multiplies it by the zero that follows (``exp(-inf)``): NaN. An array
+    ``tau`` therefore divides only the finite entries and passes the infinite ones through
+    (same values). A Python ``tau`` carries no gradient and takes the plain division.
+    """
+    if isinstance(tau, float):
+        return d / tau
+    finite = xp.isfinite(d)
+    return xp.where(finite, xp.where(finite, d, 0.0) / tau, d)
+
+
 def scaled_softmax(xp: Any, s: Array, row_max: Array, tau: Any, axis: int) -> Array:
     """``softmax(s / tau)`` along ``axis``, given ``row_max = max(s, axis, keepdims=True)``.
 
@@ -51,7 +65,7 @@ def scaled_softmax(xp: Any, s: Array, row_max: Array, tau: Any, axis: int) -> Ar
     first overflows for |logits| ~ 1e30 and tau ~ 1e-9). Masked (-inf) entries give
     exp(-inf) = 0 exactly, and the row's maximum gives exp(0) = 1, so the sum is >= 1.
     """
-    e = xp.exp((s - row_max) / tau)
+    e = xp.exp(divide_by_tau(xp, s - row_max, tau))
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
