@@ -16,7 +16,14 @@ import math
 from typing import Any
 
 from ._backends import Array, Backend, backend_of
-from ._core import Prepared, draw_gumbel, one_hot_argmax, scaled_softmax, straight_through
+from ._core import (
+    Prepared,
+    divide_by_tau,
+    draw_gumbel,
+    one_hot_argmax,
+    scaled_softmax,
+    straight_through,
+)
 from ._validation import (
     broadcast_pair,
     check_enough_unmasked,
@@ -216,14 +223,33 @@ def log_gumbel_softmax(
 
     """
     p = Prepared(logits, tau, axis)
-    xp, backend = p.xp, p.backend
+    backend = p.backend
     s = p.x + p.noise(rng, noise)
+    _check_sample_rows(p, s, p.axis, noise is not None)
     with backend.errstate():
-        m = xp.max(s, axis=p.axis, keepdims=True)
-        p.check_rows(m, noise is not None)
-        z = (s - backend.stop_gradient(m)) / p.tau
-        log_y = z - xp.log(xp.sum(xp.exp(z), axis=p.axis, keepdims=True))
+        log_y = backend.compiled(_log_sample, (0, 1))(backend, p.axis, s, p.tau)
     return p.out(log_y)
+
+
+def _log_sample(backend: Backend, axis: int, s: Array, tau: Any) -> Array:
+    xp = backend.xp
+    m = backend.stop_gradient(xp.max(s, axis=axis, keepdims=True))
+    z = divide_by_tau(xp, s - m, tau)
+    return z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))
+
+
+def _rows_finite(backend: Backend, axis: int, s: Array) -> Array:
+    xp = backend.xp
+    return xp.all(xp.isfinite(xp.max(s, axis=axis)))
+
+
+def _check_sample_rows(p: Prepared, s: Array, axis: int, noise_given: bool) -> None:
+    """``logits + noise`` must have a finite maximum in every row (where readable)."""
+    backend = p.backend
+    if backend.values_readable(s) and not bool(
+        backend.compiled(_rows_finite, (0, 1))(backend, axis, s)
+    ):
+        p.check_rows(p.xp.max(s, axis=axis, keepdims=True), noise_given)  # says what is wrong
 
 
 def concrete_log_prob(y: Array, logits: Array, tau: float | Array, *, axis: int = -1) -> Array:
@@ -303,38 +329,42 @@ def concrete_log_prob(y: Array, logits: Array, tau: float | Array, *, axis: int 
 
     """
     d = _Pair(y, logits, ("y", "logits"), axis, tau)
-    xp, backend, tau = d.xp, d.backend, d.tau
-    ax = _axis(d)
-    y, x = d.a, d.b
-    check_logits_rows(backend, x, ax)
-    check_no_nan(backend, y, "y")
-    n = x.shape[ax]
+    backend, ax = d.backend, _axis(d)
+    check_logits_rows(backend, d.b, ax)
+    check_no_nan(backend, d.a, "y")
     with backend.errstate():
-        masked = x == -INF
-        unmasked = xp.logical_not(masked)
-        la = xp.where(unmasked, _log_softmax(backend, x, ax), 0.0)
-        zero = unmasked & (y == 0)
-        outside = (y < 0) | (y > 1) | (masked & (y != 0))
-        ok = unmasked & (y > 0) & (y <= 1)
-        ly = xp.log(xp.where(ok, y, 1.0))  # 0 where y is 0, masked or invalid
-        n_eff = n - xp.sum(xp.astype(masked, d.dtype), axis=ax, keepdims=True)
-        n_zero = xp.sum(xp.astype(zero, d.dtype), axis=ax, keepdims=True)
-        on_boundary = n_zero > 0
-        s1 = xp.sum(xp.where(unmasked, la - (tau + 1.0) * ly, 0.0), axis=ax, keepdims=True)
-        # Interior: logsumexp of la - tau*log y. Boundary: the entries at 0 dominate that
-        # logsumexp; what is left after the divergent parts cancel is logsumexp of their la.
-        b = xp.where(xp.where(on_boundary, zero, unmasked), la - tau * ly, -INF)
-        core = (
-            _log_gamma_of_count(xp, masked, n, ax, d.dtype)
-            + (n_eff - 1.0) * _log(xp, tau)
-            + s1
-            - n_eff * _logsumexp(backend, b, ax)
-        )
-        rate = n_zero - (n_eff - n_zero) * tau  # log p ~ rate * (-log y_0) near the boundary
-        r = xp.where(on_boundary & (rate > 0), INF, xp.where(on_boundary & (rate < 0), -INF, core))
-        r = xp.where(xp.any(outside, axis=ax, keepdims=True), -INF, r)
-        r = xp.where(xp.any(xp.isnan(y), axis=ax, keepdims=True), math.nan, r)
-    return d.out(xp.squeeze(r, axis=ax))
+        r = backend.compiled(_concrete_log_prob, (0, 1))(backend, ax, d.a, d.b, d.tau)
+    return d.out(r)
+
+
+def _concrete_log_prob(backend: Backend, ax: int, y: Array, x: Array, tau: Any) -> Array:
+    xp = backend.xp
+    n = x.shape[ax]
+    masked = x == -INF
+    unmasked = xp.logical_not(masked)
+    la = xp.where(unmasked, _log_softmax(backend, x, ax), 0.0)
+    zero = unmasked & (y == 0)
+    outside = (y < 0) | (y > 1) | (masked & (y != 0))
+    ok = unmasked & (y > 0) & (y <= 1)
+    ly = xp.log(xp.where(ok, y, 1.0))  # 0 where y is 0, masked or invalid
+    n_eff = n - xp.sum(xp.astype(masked, y.dtype), axis=ax, keepdims=True)
+    n_zero = xp.sum(xp.astype(zero, y.dtype), axis=ax, keepdims=True)
+    on_boundary = n_zero > 0
+    s1 = xp.sum(xp.where(unmasked, la - (tau + 1.0) * ly, 0.0), axis=ax, keepdims=True)
+    # Interior: logsumexp of la - tau*log y. Boundary: the entries at 0 dominate that
+    # logsumexp; what is left after the divergent parts cancel is logsumexp of their la.
+    b = xp.where(xp.where(on_boundary, zero, unmasked), la - tau * ly, -INF)
+    core = (
+        _log_gamma_of_count(xp, masked, n, ax, y.dtype)
+        + (n_eff - 1.0) * _log(xp, tau)
+        + s1
+        - n_eff * _logsumexp(backend, b, ax)
+    )
+    rate = n_zero - (n_eff - n_zero) * tau  # log p ~ rate * (-log y_0) near the boundary
+    r = xp.where(on_boundary & (rate > 0), INF, xp.where(on_boundary & (rate < 0), -INF, core))
+    r = xp.where(xp.any(outside, axis=ax, keepdims=True), -INF, r)
+    r = xp.where(xp.any(xp.isnan(y), axis=ax, keepdims=True), math.nan, r)
+    return xp.squeeze(r, axis=ax)
 
 
 def exp_concrete_log_prob(
@@ -395,30 +425,34 @@ def exp_concrete_log_prob(
 
     """
     d = _Pair(log_y, logits, ("log_y", "logits"), axis, tau)
-    xp, backend, tau = d.xp, d.backend, d.tau
-    ax = _axis(d)
-    lv, x = d.a, d.b
-    check_logits_rows(backend, x, ax)
-    check_no_nan(backend, lv, "log_y")
-    n = x.shape[ax]
+    backend, ax = d.backend, _axis(d)
+    check_logits_rows(backend, d.b, ax)
+    check_no_nan(backend, d.a, "log_y")
     with backend.errstate():
-        masked = x == -INF
-        unmasked = xp.logical_not(masked)
-        la = xp.where(unmasked, _log_softmax(backend, x, ax), 0.0)
-        lost = lv == -INF
-        bad = (unmasked & lost) | (masked & xp.logical_not(lost)) | (lv > 0)
-        ok = unmasked & xp.logical_not(lost) & (lv <= 0)
-        a = xp.where(unmasked, la - tau * xp.where(ok, lv, 0.0), -INF)
-        n_eff = n - xp.sum(xp.astype(masked, d.dtype), axis=ax, keepdims=True)
-        core = (
-            _log_gamma_of_count(xp, masked, n, ax, d.dtype)
-            + (n_eff - 1.0) * _log(xp, tau)
-            + xp.sum(xp.where(unmasked, a, 0.0), axis=ax, keepdims=True)
-            - n_eff * _logsumexp(backend, a, ax)
-        )
-        r = xp.where(xp.any(bad, axis=ax, keepdims=True), -INF, core)
-        r = xp.where(xp.any(xp.isnan(lv), axis=ax, keepdims=True), math.nan, r)
-    return d.out(xp.squeeze(r, axis=ax))
+        r = backend.compiled(_exp_concrete_log_prob, (0, 1))(backend, ax, d.a, d.b, d.tau)
+    return d.out(r)
+
+
+def _exp_concrete_log_prob(backend: Backend, ax: int, lv: Array, x: Array, tau: Any) -> Array:
+    xp = backend.xp
+    n = x.shape[ax]
+    masked = x == -INF
+    unmasked = xp.logical_not(masked)
+    la = xp.where(unmasked, _log_softmax(backend, x, ax), 0.0)
+    lost = lv == -INF
+    bad = (unmasked & lost) | (masked & xp.logical_not(lost)) | (lv > 0)
+    ok = unmasked & xp.logical_not(lost) & (lv <= 0)
+    a = xp.where(unmasked, la - tau * xp.where(ok, lv, 0.0), -INF)
+    n_eff = n - xp.sum(xp.astype(masked, lv.dtype), axis=ax, keepdims=True)
+    core = (
+        _log_gamma_of_count(xp, masked, n, ax, lv.dtype)
+        + (n_eff - 1.0) * _log(xp, tau)
+        + xp.sum(xp.where(unmasked, a, 0.0), axis=ax, keepdims=True)
+        - n_eff * _logsumexp(backend, a, ax)
+    )
+    r = xp.where(xp.any(bad, axis=ax, keepdims=True), -INF, core)
+    r = xp.where(xp.any(xp.isnan(lv), axis=ax, keepdims=True), math.nan, r)
+    return xp.squeeze(r, axis=ax)
 
 
 def _axis(d: _Pair) -> int:
@@ -497,7 +531,7 @@ def relaxed_bernoulli(
 
     """
     p = Prepared(logits, tau, None, elementwise=True)
-    xp, backend = p.xp, p.backend
+    backend = p.backend
     check_no_nan(backend, p.x, "logits")
     if noise is not None:
         logistic = check_noise(noise, backend, logits, p.dtype)
@@ -505,16 +539,23 @@ def relaxed_bernoulli(
         shape = tuple(logits.shape)
         g = draw_gumbel(backend, rng, (2, *shape), p.dtype, p.device)
         logistic = g[0, ...] - g[1, ...]
-    s = p.x + logistic
     soft_needed = not hard or _tracks(backend, p.x, p.tau)
     with backend.errstate():
-        hot = xp.astype(s > 0, p.dtype) if hard else None
-        if hot is not None and not soft_needed:
-            return p.out(hot)
-        y = _sigmoid(xp, s / p.tau)
-    if hot is not None:
-        y = straight_through(backend, hot, y)
+        y = backend.compiled(_relaxed_bernoulli, (0, 1, 2))(
+            backend, hard, soft_needed, p.x + logistic, p.tau
+        )
     return p.out(y)
+
+
+def _relaxed_bernoulli(
+    backend: Backend, hard: bool, soft_needed: bool, s: Array, tau: Any
+) -> Array:
+    xp = backend.xp
+    hot = xp.astype(s > 0, s.dtype)
+    if not soft_needed:
+        return hot
+    y = _sigmoid(xp, divide_by_tau(xp, s, tau))
+    return straight_through(backend, hot, y) if hard else y
 
 
 def relaxed_bernoulli_log_prob(y: Array, logits: Array, tau: float | Array) -> Array:
@@ -569,29 +610,33 @@ def relaxed_bernoulli_log_prob(y: Array, logits: Array, tau: float | Array) -> A
 
     """
     d = _Pair(y, logits, ("y", "logits"), None, tau)
-    xp, backend, tau = d.xp, d.backend, d.tau
-    y, x = d.a, d.b
-    check_no_nan(backend, x, "logits")
-    check_no_nan(backend, y, "y")
+    backend = d.backend
+    check_no_nan(backend, d.b, "logits")
+    check_no_nan(backend, d.a, "y")
     with backend.errstate():
-        t = xp.zeros_like(y) + tau  # tau on the full shape, for the boundary cases
-        interior = (y > 0) & (y < 1)
-        finite = xp.isfinite(x)
-        ys = xp.where(interior, y, 0.5)
-        xs = xp.where(finite, x, 0.0)
-        log_y, log_1my = xp.log(ys), xp.log1p(-ys)
-        u = xs - t * (log_y - log_1my)
-        neg_abs_u = xp.where(u >= 0, -u, u)
-        log_pz = _log(xp, tau) + neg_abs_u - 2.0 * xp.log1p(xp.exp(neg_abs_u))
-        core = log_pz - log_y - log_1my
-        # Near y = 0 (1) the density behaves like y**(tau - 1) ((1 - y)**(tau - 1)).
-        at0, at1 = y == 0, y == 1
-        edge = xp.where(t < 1, INF, xp.where(t > 1, -INF, xp.where(at0, -xs, xs)))
-        r = xp.where(interior, core, xp.where(at0 | at1, edge, -INF))
-        point_mass = xp.where(x > 0, at1, at0)  # where logits are +-inf
-        r = xp.where(finite, r, xp.where(point_mass, INF, -INF * xp.ones_like(r)))
-        r = xp.where(xp.isnan(y), math.nan, r)
+        r = backend.compiled(_relaxed_bernoulli_log_prob, (0,))(backend, d.a, d.b, d.tau)
     return d.out(r)
+
+
+def _relaxed_bernoulli_log_prob(backend: Backend, y: Array, x: Array, tau: Any) -> Array:
+    xp = backend.xp
+    t = xp.zeros_like(y) + tau  # tau on the full shape, for the boundary cases
+    interior = (y > 0) & (y < 1)
+    finite = xp.isfinite(x)
+    ys = xp.where(interior, y, 0.5)
+    xs = xp.where(finite, x, 0.0)
+    log_y, log_1my = xp.log(ys), xp.log1p(-ys)
+    u = xs - t * (log_y - log_1my)
+    neg_abs_u = xp.where(u >= 0, -u, u)
+    log_pz = _log(xp, tau) + neg_abs_u - 2.0 * xp.log1p(xp.exp(neg_abs_u))
+    core = log_pz - log_y - log_1my
+    # Near y = 0 (1) the density behaves like y**(tau - 1) ((1 - y)**(tau - 1)).
+    at0, at1 = y == 0, y == 1
+    edge = xp.where(t < 1, INF, xp.where(t > 1, -INF, xp.where(at0, -xs, xs)))
+    r = xp.where(interior, core, xp.where(at0 | at1, edge, -INF))
+    point_mass = xp.where(x > 0, at1, at0)  # where logits are +-inf
+    r = xp.where(finite, r, xp.where(point_mass, INF, -INF * xp.ones_like(r)))
+    return xp.where(xp.isnan(y), math.nan, r)
 
 
 # -- exact sampling: categories and k-subsets ------------------------------------------
@@ -639,11 +684,9 @@ def sample_categorical(logits: Array, /, *, axis: int = -1, rng: Any = None) -> 
 
     """
     p = Prepared(logits, None, axis)
-    xp, backend = p.xp, p.backend
     s = p.x + p.noise(rng, None)
-    if backend.values_readable(s):
-        p.check_rows(xp.max(s, axis=p.axis, keepdims=True), False)
-    return xp.argmax(s, axis=p.axis)
+    _check_sample_rows(p, s, p.axis, False)
+    return p.xp.argmax(s, axis=p.axis)
 
 
 def gumbel_topk(logits: Array, k: int, /, *, axis: int = -1, rng: Any = None) -> Array:
@@ -697,14 +740,16 @@ def gumbel_topk(logits: Array, k: int, /, *, axis: int = -1, rng: Any = None) ->
 
     """
     p = Prepared(logits, None, axis)
-    xp, backend = p.xp, p.backend
     k = check_k(k, logits.shape[p.axis], p.axis)
     s = p.x + p.noise(rng, None)
-    if backend.values_readable(s):
-        p.check_rows(xp.max(s, axis=p.axis, keepdims=True), False)
-        check_enough_unmasked(backend, p.x, k, p.axis)
-    order = _first_along(xp, _descending_order(xp, s, p.axis), k, p.axis)
-    return xp.moveaxis(order, p.axis, -1)
+    _check_sample_rows(p, s, p.axis, False)
+    check_enough_unmasked(p.backend, p.x, k, p.axis)
+    return p.backend.compiled(_gumbel_topk, (0, 1, 2))(p.backend, p.axis, k, s)
+
+
+def _gumbel_topk(backend: Backend, axis: int, k: int, s: Array) -> Array:
+    xp = backend.xp
+    return xp.moveaxis(_first_along(xp, _descending_order(xp, s, axis), k, axis), axis, -1)
 
 
 def relaxed_topk(
@@ -727,13 +772,16 @@ def relaxed_topk(
         With :math:`a^1 = \ell + g` (one Gumbel draw), for :math:`j = 1..k`:
         :math:`p^j = \mathrm{softmax}(a^j/\tau)` and
         :math:`a^{j+1} = a^j + \log(1 - p^j)`; the output is :math:`\sum_j p^j`. Each
-        round softly removes what the previous one chose. The output sums to exactly
-        ``k`` (up to rounding) along ``axis``, and as :math:`\tau \to 0` it tends to the
-        k-hot of ``gumbel_topk`` of the same noise. :math:`\log(1 - p)` is computed in log
-        space (for the round's winner, from the log-sum of the other entries), so the
-        rounds stay exact at tiny ``tau`` where :math:`1 - p` rounds to 0.
+        round softly removes what the previous one chose. The output sums to ``k`` along
+        ``axis`` (up to rounding) and tends to the k-hot of :func:`gumbel_topk` of the same
+        noise as :math:`\tau \to 0`. Its entries are >= 0 but not bounded by 1 at moderate
+        and high temperatures: with :math:`p^1 = (0.6, 0.2, 0.2)` and :math:`\tau = 1`,
+        :math:`p^2 = (0.43, 0.29, 0.29)` and the first entry of the sum is 1.03. The
+        winner's :math:`a + \log(1 - p)` is computed from the other entries, anchored at
+        the runner-up, so the rounds stay exact at tiny ``tau`` where :math:`1 - p` rounds
+        to 0.
 
-    ``method="max"`` (the m-hot recipe of Chieh Wu's note; also L2X, Concrete autoencoders)
+    ``method="max"`` (the m-hot recipe of C. Wu, 2021; as in L2X and Concrete autoencoders)
         ``k`` Gumbel-softmax draws :math:`C_j = \mathrm{softmax}((\ell + g_j)/\tau)`, each
         with independent noise :math:`g_j`, combined by the element-wise maximum
         :math:`\max_j C_j`. Draw :math:`j` is taken with the categories already chosen by
@@ -750,11 +798,12 @@ def relaxed_topk(
         ``hard=True`` gives the recipe's k-hot in distribution. Masking needs one draw per
         category chosen, ``k`` in all, whatever the logits: a Python loop over ``k`` rounds,
         with no data-dependent loop (so it runs under ``jax.jit``), where rejection takes an
-        unbounded random number of redraws. One difference remains in the *soft* values:
-        a masked draw puts exactly 0 on the categories already chosen, while an accepted
-        draw of the recipe keeps a small positive share there; after the element-wise
-        maximum this only changes entries that an earlier draw has already raised, and it
-        vanishes as :math:`\tau \to 0`. The output lies in [0, 1] and does not sum to ``k``.
+        unbounded random number of redraws. The *soft* values are not the recipe's: a masked
+        draw is a softmax over the categories not yet chosen (exactly 0 on the chosen
+        ones, renormalised over the rest), while an accepted draw of the recipe is only
+        conditioned on its arg max and keeps some mass on the chosen categories. Both
+        tend to the same one-hot draws as :math:`\tau \to 0`. The output lies in [0, 1]
+        and does not sum to ``k``.
 
     Parameters
     ----------
@@ -814,101 +863,100 @@ def relaxed_topk(
 
     """
     p = Prepared(logits, tau, axis)
-    xp, backend, ax = p.xp, p.backend, p.axis
+    backend, ax = p.backend, p.axis
     k = check_k(k, logits.shape[ax], ax)
     method = check_method(method, TOPK_METHODS)
     soft_needed = not hard or _tracks(backend, p.x, p.tau)
-    with backend.errstate():
-        if method == "successive":
-            s = p.x + p.noise(rng, noise)
-            _check_subset_rows(p, s, k, ax, noise is not None)
-            hot = _k_hot(xp, s, k, ax, p.dtype) if hard else None
-            soft = _successive_topk(backend, s, k, p.tau, ax, p.device) if soft_needed else None
+    if method == "successive":
+        s = p.x + p.noise(rng, noise)
+        _check_sample_rows(p, s, ax, noise is not None)
+        kernel = _successive_topk
+    else:
+        shape = (k, *tuple(logits.shape))
+        if noise is not None:
+            g = check_noise(noise, backend, logits, p.dtype, shape)
         else:
-            shape = (k, *tuple(logits.shape))
-            if noise is not None:
-                g = check_noise(noise, backend, logits, p.dtype, shape)
-            else:
-                g = draw_gumbel(backend, rng, shape, p.dtype, p.device)
-            _check_subset_rows(p, p.x + g, k, ax + 1, noise is not None)
-            soft, chosen = _max_of_masked_draws(
-                backend, p.x, g, k, p.tau, ax, p.device, soft_needed
-            )
-            hot = xp.astype(chosen, p.dtype) if hard else None
-    if soft is None:
-        return p.out(hot)
-    if hot is not None:
-        soft = straight_through(backend, hot, soft)
-    return p.out(soft)
+            g = draw_gumbel(backend, rng, shape, p.dtype, p.device)
+        s = p.x + g  # s[j] is draw j
+        _check_sample_rows(p, s, ax + 1, noise is not None)
+        kernel = _max_of_masked_draws
+    check_enough_unmasked(backend, p.x, k, ax)
+    with backend.errstate():
+        y = backend.compiled(kernel, (0, 1, 2, 3, 4))(backend, ax, k, hard, soft_needed, s, p.tau)
+    return p.out(y)
 
 
-def _check_subset_rows(p: Prepared, s: Array, k: int, axis: int, noise_given: bool) -> None:
-    if p.backend.values_readable(s):
-        p.check_rows(p.xp.max(s, axis=axis, keepdims=True), noise_given)
-        check_enough_unmasked(p.backend, p.x, k, p.axis)
+def _successive_topk(
+    backend: Backend, axis: int, k: int, hard: bool, soft_needed: bool, s: Array, tau: Any
+) -> Array:
+    """Xie & Ermon's relaxed top-k, with ``a + log(1 - p)`` computed without cancellation.
 
+    ``z = (a - max a) / tau`` is clipped below at ``-max/2`` of the dtype (its ``exp`` is 0
+    all the same) so that ``-inf`` never meets ``-inf``, not even in the backward pass.
 
-def _successive_topk(backend: Backend, s: Array, k: int, tau: Any, axis: int, device: Any) -> Array:
-    """Xie & Ermon's relaxed top-k, with ``log(1 - p)`` computed in log space.
-
-    In each round ``z = (a - max a) / tau`` is clipped below at ``-max/2`` of the dtype
-    (``exp`` of it is 0 all the same), so the log-sum of "all but the winner" is always
-    finite, and ``-inf`` never meets ``-inf``, not even in the backward pass.
+    For the row's winner (``a = m``), ``p`` may round to 1. With ``c`` the runner-up's value,
+    ``a + log(1 - p) = c + (a - m) + (c - m) (1/tau - 1) + log(sum_{j != top}
+    exp((a_j - c)/tau)) - log(sum_j exp((a_j - m)/tau))``, an identity for any constants
+    ``c`` and ``m`` (so they carry no gradient). It is anchored at ``c``: no cancellation
+    of large terms, and for ``tau < 1`` the winner drops below the runner-up however large
+    the gap (to ``-inf`` when ``(m - c)/tau`` overflows, which eliminates it exactly).
+    Elsewhere ``p <= 1/2``, and ``log1p(-p)`` is accurate.
     """
     xp = backend.xp
-    floor = -float(xp.finfo(s.dtype).max) / 2
+    hot = _k_hot(xp, s, k, axis, s.dtype) if hard else None
+    if hot is not None and not soft_needed:
+        return hot
+    big = float(xp.finfo(s.dtype).max)
+    device = backend.device(s)
     a = s
     total = None
     for j in range(k):
         m = backend.stop_gradient(xp.max(a, axis=axis, keepdims=True))
-        z = xp.clip((a - m) / tau, min=floor)
+        z = xp.clip(divide_by_tau(xp, a - m, tau), min=-big / 2)
         e = xp.exp(z)
         norm = xp.sum(e, axis=axis, keepdims=True)
         prob = e / norm
         total = prob if total is None else total + prob
         if j + 1 == k:
             break
-        # 1 - p is the mass of the other entries: for the row's winner, where p may round
-        # to 1, take it from their log-sum; elsewhere p <= 1/2 and log1p(-p) is accurate.
         top = one_hot_argmax(xp, a, axis, xp.bool, device)
-        others = xp.where(top, -INF, z)
-        m2 = backend.stop_gradient(xp.max(others, axis=axis, keepdims=True))
-        log_rest = m2 + xp.log(xp.sum(xp.exp(others - m2), axis=axis, keepdims=True))
-        log1m = xp.where(top, log_rest - xp.log(norm), xp.log1p(-xp.where(top, 0.0, prob)))
-        a = a + log1m
+        c = backend.stop_gradient(xp.max(xp.where(top, -INF, a), axis=axis, keepdims=True))
+        rest = xp.where(top, -INF, xp.clip(divide_by_tau(xp, a - c, tau), min=-big / 2))
+        log_rest = xp.log(xp.sum(xp.exp(rest), axis=axis, keepdims=True))
+        gap = xp.clip(c - m, min=-big / 4)  # only logit spreads beyond the range clip
+        winner = c + (a - m) + gap * (1.0 / tau - 1.0) + log_rest - xp.log(norm)
+        a = xp.where(top, winner, a + xp.log1p(-xp.where(top, 0.0, prob)))
     assert total is not None
-    return total
+    return total if hot is None else straight_through(backend, hot, total)
 
 
 def _max_of_masked_draws(
-    backend: Backend,
-    x: Array,
-    g: Array,
-    k: int,
-    tau: Any,
-    axis: int,
-    device: Any,
-    soft_needed: bool,
-) -> tuple[Array | None, Array]:
+    backend: Backend, axis: int, k: int, hard: bool, soft_needed: bool, s: Array, tau: Any
+) -> Array:
     """The seed's m-hot: element-wise max of ``k`` draws, each masking the earlier picks.
 
-    Returns the soft maximum (None unless ``soft_needed``) and the boolean chosen set.
+    ``s[j]`` is draw ``j`` (logits plus its own noise); the category axis of ``s[j]`` is
+    ``axis``. The chosen set is the ``k`` arg maxes; the soft output their maximum.
     """
     xp = backend.xp
+    device = backend.device(s)
     chosen = None
     best = None
     for j in range(k):
-        s = x + g[j, ...]
+        draw = s[j, ...]
         if chosen is not None:
-            s = xp.where(chosen, -INF, s)
-        pick = one_hot_argmax(xp, s, axis, xp.bool, device)
+            draw = xp.where(chosen, -INF, draw)
+        pick = one_hot_argmax(xp, draw, axis, xp.bool, device)
         if soft_needed:
-            m = backend.stop_gradient(xp.max(s, axis=axis, keepdims=True))
-            draw = scaled_softmax(xp, s, m, tau, axis)
-            best = draw if best is None else xp.maximum(best, draw)
+            m = backend.stop_gradient(xp.max(draw, axis=axis, keepdims=True))
+            soft = scaled_softmax(xp, draw, m, tau, axis)
+            best = soft if best is None else xp.maximum(best, soft)
         chosen = pick if chosen is None else chosen | pick
     assert chosen is not None
-    return best, chosen
+    hot = xp.astype(chosen, s.dtype)
+    if best is None:
+        return hot
+    return straight_through(backend, hot, best) if hard else best
 
 
 # -- divergence -------------------------------------------------------------------------
@@ -961,16 +1009,19 @@ def categorical_kl(logits_q: Array, logits_p: Array, *, axis: int = -1) -> Array
 
     """
     d = _Pair(logits_q, logits_p, ("logits_q", "logits_p"), axis, None)
-    xp, backend = d.xp, d.backend
-    ax = _axis(d)
-    lq_in, lp_in = d.a, d.b
-    check_logits_rows(backend, lq_in, ax, "logits_q")
-    check_logits_rows(backend, lp_in, ax, "logits_p")
+    backend, ax = d.backend, _axis(d)
+    check_logits_rows(backend, d.a, ax, "logits_q")
+    check_logits_rows(backend, d.b, ax, "logits_p")
     with backend.errstate():
-        q_on, p_on = lq_in != -INF, lp_in != -INF
-        lq = xp.where(q_on, _log_softmax(backend, lq_in, ax), 0.0)
-        lp = xp.where(p_on, _log_softmax(backend, lp_in, ax), 0.0)
-        q = xp.where(q_on, xp.exp(lq), 0.0)
-        kl = xp.sum(xp.where(q_on, q * (lq - lp), 0.0), axis=ax, keepdims=True)
-        kl = xp.where(xp.any(q_on & xp.logical_not(p_on), axis=ax, keepdims=True), INF, kl)
-    return d.out(xp.squeeze(kl, axis=ax))
+        kl = backend.compiled(_categorical_kl, (0, 1))(backend, ax, d.a, d.b)
+    return d.out(kl)
+
+
+def _categorical_kl(backend: Backend, ax: int, lq_in: Array, lp_in: Array) -> Array:
+    xp = backend.xp
+    q_on, p_on = lq_in != -INF, lp_in != -INF
+    lq = xp.where(q_on, _log_softmax(backend, lq_in, ax), 0.0)
+    lp = xp.where(p_on, _log_softmax(backend, lp_in, ax), 0.0)
+    q = xp.where(q_on, xp.exp(lq), 0.0)
+    kl = xp.sum(xp.where(q_on, q * (lq - lp), 0.0), axis=ax)
+    return xp.where(xp.any(q_on & xp.logical_not(p_on), axis=ax), INF, kl)

@@ -197,37 +197,57 @@ def check_method(method: object, valid: tuple[str, ...]) -> str:
     return str(method)
 
 
+def _row_flags(backend: Backend, axis: int, x: Array) -> Array:
+    """[any NaN, any +inf, any row entirely -inf], as one reduction."""
+    xp = backend.xp
+    return xp.stack(
+        [
+            xp.any(xp.isnan(x)),
+            xp.any(x == math.inf),
+            xp.any(xp.all(x == -math.inf, axis=axis)),
+        ]
+    )
+
+
 def check_logits_rows(backend: Backend, logits: Array, axis: int, argname: str = "logits") -> None:
     """Raise for NaN, ``+inf`` or an entirely masked row, where values can be read."""
     if not backend.values_readable(logits):
         return
-    xp = backend.xp
-    if bool(xp.any(xp.isnan(logits))):
+    flags = backend.compiled(_row_flags, (0, 1))(backend, axis, logits)
+    has_nan, has_inf, all_masked = (bool(flags[i]) for i in range(3))
+    if has_nan:
         raise ValueError(f"{argname} contain NaN; every entry must be a real number or -inf.")
-    if bool(xp.any(logits == math.inf)):
+    if has_inf:
         raise ValueError(
             f"{argname} contain +inf; entries must be finite, or -inf for a masked category."
         )
-    if bool(xp.any(xp.all(logits == -math.inf, axis=axis))):
+    if all_masked:
         raise ValueError(
             f"{argname} have a row in which every category is masked (-inf); leave at least "
             f"one category unmasked in every row."
         )
 
 
+def _any_nan(backend: Backend, x: Array) -> Array:
+    return backend.xp.any(backend.xp.isnan(x))
+
+
 def check_no_nan(backend: Backend, x: Array, argname: str) -> None:
     """Raise for NaN entries, where values can be read."""
-    xp = backend.xp
-    if backend.values_readable(x) and bool(xp.any(xp.isnan(x))):
+    if backend.values_readable(x) and bool(backend.compiled(_any_nan, (0,))(backend, x)):
         raise ValueError(f"{argname} contains NaN.")
+
+
+def _fewest_unmasked(backend: Backend, axis: int, x: Array) -> Array:
+    xp = backend.xp
+    return xp.min(xp.count_nonzero(x != -math.inf, axis=axis))
 
 
 def check_enough_unmasked(backend: Backend, logits: Array, k: int, axis: int) -> None:
     """Raise if a row has fewer than ``k`` unmasked categories, where values can be read."""
     if k == 1 or not backend.values_readable(logits):
         return
-    xp = backend.xp
-    fewest = int(xp.min(xp.count_nonzero(logits != -math.inf, axis=axis)))
+    fewest = int(backend.compiled(_fewest_unmasked, (0, 1))(backend, axis, logits))
     if fewest < k:
         raise ValueError(
             f"k={k} but a row of logits has only {fewest} unmasked (finite) categories; k "

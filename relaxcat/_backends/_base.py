@@ -8,7 +8,9 @@ An adapter answers the questions the array-API standard leaves open, and nothing
 * **autodiff** - :meth:`Backend.stop_gradient` and :meth:`Backend.tracks_gradients`;
 * **what can be inspected** - :meth:`Backend.values_readable` says whether the values of an
   array can be read now (not traced by a compiler, not lazy, not on an accelerator where a
-  read would stall the stream), so argument checks that need values run only there.
+  read would stall the stream), so argument checks that need values run only there;
+* **how to run a pure function** - :meth:`Backend.compiled` may compile the math of one
+  call into a single computation (JAX: ``jax.jit``); the function is the same either way.
 
 The mathematics never lives here: it is written once, in ``relaxcat/_core.py``, on the
 array-API namespace :attr:`Backend.xp`.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import numbers
 import threading
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -130,6 +133,19 @@ class Backend:
         correct 0. NumPy-backed namespaces would warn about it.
         """
         return np.errstate(over="ignore", under="ignore")
+
+    # -- compilation -----------------------------------------------------------------
+    def compiled(
+        self, fn: Callable[..., Any], static_argnums: tuple[int, ...]
+    ) -> Callable[..., Any]:
+        """``fn`` as this library runs it best: here ``fn`` itself.
+
+        ``fn`` is a pure function of arrays; the arguments at ``static_argnums`` are
+        hashable configuration (the adapter, an axis, ``k``, flags). JAX compiles it into
+        one XLA computation, which an eager call would otherwise run op by op. The result
+        is the same function: the semantics live in ``fn`` alone.
+        """
+        return fn
 
     # -- autodiff --------------------------------------------------------------------
     def stop_gradient(self, x: Array) -> Array:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -55,6 +56,7 @@ class JaxBackend(Backend):
 
     def __init__(self) -> None:
         super().__init__(jnp)
+        self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def device(self, x: Any) -> Any:
         if isinstance(x, jax.core.Tracer):
@@ -76,6 +78,16 @@ class JaxBackend(Backend):
         if _trace_state_clean is not None and not _trace_state_clean():
             return False
         return all(d.platform == "cpu" for d in x.devices())
+
+    def compiled(
+        self, fn: Callable[..., Any], static_argnums: tuple[int, ...]
+    ) -> Callable[..., Any]:
+        # Eagerly, every primitive of a function is compiled and dispatched on its own, per
+        # new shape; jit makes that one computation. Inside an enclosing jit it is inlined.
+        key = (fn, static_argnums)
+        if key not in self._compiled:
+            self._compiled[key] = jax.jit(fn, static_argnums=static_argnums)
+        return self._compiled[key]
 
     def stop_gradient(self, x: Any) -> Any:
         return jax.lax.stop_gradient(x)
