@@ -274,6 +274,17 @@ def broadcast_pair(
     if not backend.same_device(da, db):
         raise ValueError(f"{names[0]} is on device {da} but {names[1]} is on {db}.")
     sa, sb = tuple(a.shape), tuple(b.shape)
+    ndim = max(len(sa), len(sb))
+    if axis is not None:
+        axis = normalize_axis(axis, ndim, f"the broadcast of {names[0]} and {names[1]}")
+        pa = (1,) * (ndim - len(sa)) + sa
+        pb = (1,) * (ndim - len(sb)) + sb
+        if pa[axis] != pb[axis]:
+            raise ValueError(
+                f"{names[0]} has {pa[axis]} categories along axis {axis} but {names[1]} has "
+                f"{pb[axis]}; a category axis is not broadcast, so they must be equal."
+            )
+        check_categories(pa[axis], names[1], axis)
     try:
         shape = np.broadcast_shapes(sa, sb)
     except ValueError:
@@ -281,16 +292,6 @@ def broadcast_pair(
             f"{names[0]} of shape {sa} and {names[1]} of shape {sb} do not broadcast against "
             f"each other."
         ) from None
-    if axis is not None:
-        axis = normalize_axis(axis, len(shape), f"the broadcast of {names[0]} and {names[1]}")
-        pa = (1,) * (len(shape) - len(sa)) + sa
-        pb = (1,) * (len(shape) - len(sb)) + sb
-        if pa[axis] != pb[axis]:
-            raise ValueError(
-                f"{names[0]} has {pa[axis]} categories along axis {axis} but {names[1]} has "
-                f"{pb[axis]}; a category axis is not broadcast, so they must be equal."
-            )
-        check_categories(shape[axis], names[1], axis)
     xp = backend.xp
     if sa != shape:
         a = xp.broadcast_to(a, shape)
