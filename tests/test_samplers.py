@@ -239,6 +239,18 @@ def test_sample_categorical_axis(bk):
     np.testing.assert_array_equal(idx, np.argmax(LOGITS + g, axis=0))
 
 
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+def test_exact_samplers_in_half_precision_use_float32_noise(bk, dtype):
+    # Logits exactly representable in half precision: the same seed gives the same draws.
+    half = bk.asarray(LOGITS, dtype)
+    up = bk.asarray(bk.to_numpy(half).astype(np.float32), "float32")
+    for f in (
+        lambda x: relaxcat.sample_categorical(x, rng=4),
+        lambda x: relaxcat.gumbel_topk(x, 3, rng=4),
+    ):
+        np.testing.assert_array_equal(bk.to_numpy(f(half)), bk.to_numpy(f(up)))
+
+
 def test_gumbel_topk_is_the_top_k_of_perturbed_logits(bk):
     x = bk.asarray(MASKED)
     idx = bk.to_numpy(relaxcat.gumbel_topk(x, 3, rng=8))
