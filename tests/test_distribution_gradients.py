@@ -31,21 +31,33 @@ MASKED[0, [1, 3]] = -np.inf
 MASKED[4, 0] = -np.inf
 
 
-def grad(bk, f, args, wrt=0):
-    """Gradient of sum(W * f(*args)) w.r.t. args[wrt]; NumPy in and out."""
+def grads(bk, f, args, weighted=True):
+    """Gradients of sum(W * f(*args)) w.r.t. every argument, in one backward pass.
+
+    NumPy in, a list of NumPy gradients out. ``W`` is a fixed random weight of the
+    output's shape (1 if not ``weighted``). One pass keeps JAX at one compilation.
+    """
     arrays = [bk.asarray(a) for a in args]
-    w = bk.asarray(np.random.default_rng(1).normal(size=tuple(f(*arrays).shape)))
+    # The output's shape, without running f (on JAX that would be one more compilation).
+    shape = f(*arrays).shape if bk.name == "torch" else bk.jax.eval_shape(f, *arrays).shape
+    w = bk.asarray(np.random.default_rng(1).normal(size=tuple(shape)) if weighted else 1.0)
     if bk.name == "torch":
-        arrays[wrt] = arrays[wrt].requires_grad_(True)
+        arrays = [a.requires_grad_(True) for a in arrays]
         (f(*arrays) * w).sum().backward()
-        return bk.to_numpy(arrays[wrt].grad)
+        return [bk.to_numpy(a.grad) for a in arrays]
+    argnums = tuple(range(len(arrays)))
+    out = bk.jax.grad(lambda *a: (f(*a) * w).sum(), argnums=argnums)(*arrays)
+    return [bk.to_numpy(g) for g in out]
 
-    def loss(t):
-        a = list(arrays)
-        a[wrt] = t
-        return (f(*a) * w).sum()
 
-    return bk.to_numpy(bk.jax.grad(loss)(arrays[wrt]))
+def grad(bk, f, args, wrt=0):
+    """Gradient of sum(W * f(*args)) w.r.t. args[wrt]."""
+    return grads(bk, f, args)[wrt]
+
+
+def assert_grads_close(got, expected, **tol):
+    for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+        np.testing.assert_allclose(a, b, err_msg=f"argument {i}", **tol)
 
 
 def ns(bk):
@@ -118,13 +130,9 @@ def test_log_sample_gradients(bk):
     def ours(x, t):
         return relaxcat.log_gumbel_softmax(x, t, noise=g)
 
-    for wrt in (0, 1):
-        np.testing.assert_allclose(
-            grad(bk, ours, (LOGITS, TAUS), wrt),
-            grad(bk, native, (LOGITS, TAUS), wrt),
-            rtol=1e-10,
-            atol=1e-12,
-        )
+    assert_grads_close(
+        grads(bk, ours, (LOGITS, TAUS)), grads(bk, native, (LOGITS, TAUS)), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_log_sample_gradient_with_masked_categories_is_finite(bk):
@@ -143,22 +151,20 @@ def test_log_sample_gradient_with_masked_categories_is_finite(bk):
 # -- densities --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("wrt", [0, 1, 2])
-def test_concrete_density_gradients(bk, wrt):
+def test_concrete_density_gradients(bk):
     xp = ns(bk)
     args = (Y, LOGITS, TAUS)
-    ours = grad(bk, lambda y, l, t: relaxcat.concrete_log_prob(y, l, t), args, wrt)
-    ref = grad(bk, lambda y, l, t: naive_concrete(xp, y, l, t), args, wrt)
-    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-10)
+    ours = grads(bk, lambda y, l, t: relaxcat.concrete_log_prob(y, l, t), args)
+    ref = grads(bk, lambda y, l, t: naive_concrete(xp, y, l, t), args)
+    assert_grads_close(ours, ref, rtol=1e-9, atol=1e-10)
 
 
-@pytest.mark.parametrize("wrt", [0, 1, 2])
-def test_exp_concrete_density_gradients(bk, wrt):
+def test_exp_concrete_density_gradients(bk):
     xp = ns(bk)
     args = (np.log(Y), LOGITS, TAUS)
-    ours = grad(bk, lambda x, l, t: relaxcat.exp_concrete_log_prob(x, l, t), args, wrt)
-    ref = grad(bk, lambda x, l, t: naive_exp_concrete(xp, x, l, t), args, wrt)
-    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-10)
+    ours = grads(bk, lambda x, l, t: relaxcat.exp_concrete_log_prob(x, l, t), args)
+    ref = grads(bk, lambda x, l, t: naive_exp_concrete(xp, x, l, t), args)
+    assert_grads_close(ours, ref, rtol=1e-9, atol=1e-10)
 
 
 def test_density_gradients_with_masked_categories_match_the_reduced_problem(bk):
@@ -170,41 +176,36 @@ def test_density_gradients_with_masked_categories_match_the_reduced_problem(bk):
     for f in (relaxcat.concrete_log_prob, relaxcat.exp_concrete_log_prob):
         is_exp = f is relaxcat.exp_concrete_log_prob
         arg = np.log(np.where(y > 0, y, 1.0)) + np.where(y > 0, 0, -np.inf) if is_exp else y
-        for wrt in (0, 1):
-            gr = grad(bk, lambda a, l, f=f: f(a, l, 0.7), (arg, MASKED), wrt)
+        full = grads(bk, lambda a, l, f=f: f(a, l, 0.7), (arg, MASKED))
+        keep = [0, 2, 4]
+        red = grads(bk, lambda a, l, f=f: f(a, l, 0.7), (arg[:1, keep], MASKED[:1, keep]))
+        for gr, r in zip(full, red, strict=True):
             assert np.isfinite(gr[np.isfinite(MASKED)]).all()
             assert (gr[~np.isfinite(MASKED)] == 0).all()
-            keep = [0, 2, 4]
-            red = grad(bk, lambda a, l, f=f: f(a, l, 0.7), (arg[:1, keep], MASKED[:1, keep]), wrt)
-            np.testing.assert_allclose(gr[0, keep], red[0], rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(gr[0, keep], r[0], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("wrt", [0, 1, 2])
-def test_relaxed_bernoulli_density_gradients(bk, wrt):
+def test_relaxed_bernoulli_density_gradients(bk):
     xp = ns(bk)
     args = (YB, LOGITS, TAUS)
-    ours = grad(bk, lambda y, l, t: relaxcat.relaxed_bernoulli_log_prob(y, l, t), args, wrt)
-    ref = grad(bk, lambda y, l, t: naive_bernoulli_log_prob(xp, y, l, t), args, wrt)
-    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-10)
+    ours = grads(bk, lambda y, l, t: relaxcat.relaxed_bernoulli_log_prob(y, l, t), args)
+    ref = grads(bk, lambda y, l, t: naive_bernoulli_log_prob(xp, y, l, t), args)
+    assert_grads_close(ours, ref, rtol=1e-9, atol=1e-10)
 
 
 # -- relaxed Bernoulli --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("wrt", [0, 1])
-def test_relaxed_bernoulli_gradients(bk, wrt):
+def test_relaxed_bernoulli_gradients(bk):
     xp = ns(bk)
     noise = bk.asarray(LOGISTIC)
-    soft = grad(bk, lambda l, t: relaxcat.relaxed_bernoulli(l, t, noise=noise), (LOGITS, TAUS), wrt)
-    native = grad(bk, lambda l, t: 1 / (1 + xp.exp(-(l + noise) / t)), (LOGITS, TAUS), wrt)
-    np.testing.assert_allclose(soft, native, rtol=1e-10, atol=1e-13)
-    hard = grad(
-        bk,
-        lambda l, t: relaxcat.relaxed_bernoulli(l, t, hard=True, noise=noise),
-        (LOGITS, TAUS),
-        wrt,
-    )
-    np.testing.assert_array_equal(hard, soft)
+    args = (LOGITS, TAUS)
+    soft = grads(bk, lambda l, t: relaxcat.relaxed_bernoulli(l, t, noise=noise), args)
+    native = grads(bk, lambda l, t: 1 / (1 + xp.exp(-(l + noise) / t)), args)
+    assert_grads_close(soft, native, rtol=1e-10, atol=1e-13)
+    hard = grads(bk, lambda l, t: relaxcat.relaxed_bernoulli(l, t, hard=True, noise=noise), args)
+    for h, g in zip(hard, soft, strict=True):
+        np.testing.assert_array_equal(h, g)
 
 
 def test_relaxed_bernoulli_gradient_at_zero_is_one_quarter_over_tau(bk):
@@ -231,21 +232,19 @@ def test_hard_relaxed_bernoulli_carries_a_tau_gradient_without_logit_gradients(b
 
 
 @pytest.mark.parametrize("k", [2, 4])
-@pytest.mark.parametrize("wrt", [0, 1])
-def test_successive_topk_gradients(bk, k, wrt):
+def test_successive_topk_gradients(bk, k):
     xp = ns(bk)
     g = bk.asarray(NOISE)
-    ours = grad(bk, lambda l, t: relaxcat.relaxed_topk(l, k, t, noise=g), (LOGITS, TAUS), wrt)
-    ref = grad(bk, lambda l, t: naive_successive(xp, l + g, k, t), (LOGITS, TAUS), wrt)
-    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-11)
-    hard = grad(
-        bk, lambda l, t: relaxcat.relaxed_topk(l, k, t, hard=True, noise=g), (LOGITS, TAUS), wrt
-    )
-    np.testing.assert_array_equal(hard, ours)
+    args = (LOGITS, TAUS)
+    ours = grads(bk, lambda l, t: relaxcat.relaxed_topk(l, k, t, noise=g), args)
+    ref = grads(bk, lambda l, t: naive_successive(xp, l + g, k, t), args)
+    assert_grads_close(ours, ref, rtol=1e-9, atol=1e-11)
+    hard = grads(bk, lambda l, t: relaxcat.relaxed_topk(l, k, t, hard=True, noise=g), args)
+    for h, o in zip(hard, ours, strict=True):
+        np.testing.assert_array_equal(h, o)
 
 
-@pytest.mark.parametrize("wrt", [0, 1])
-def test_max_topk_gradients(bk, wrt):
+def test_max_topk_gradients(bk):
     xp = ns(bk)
     k = 3
     g = bk.asarray(NOISE_K)
@@ -265,17 +264,14 @@ def test_max_topk_gradients(bk, wrt):
             best = d if best is None else xp.maximum(best, d)
         return best
 
-    ours = grad(
-        bk, lambda l, t: relaxcat.relaxed_topk(l, k, t, method="max", noise=g), (LOGITS, TAUS), wrt
+    args = (LOGITS, TAUS)
+    ours = grads(bk, lambda l, t: relaxcat.relaxed_topk(l, k, t, method="max", noise=g), args)
+    assert_grads_close(ours, grads(bk, naive, args), rtol=1e-10, atol=1e-12)
+    hard = grads(
+        bk, lambda l, t: relaxcat.relaxed_topk(l, k, t, hard=True, method="max", noise=g), args
     )
-    np.testing.assert_allclose(ours, grad(bk, naive, (LOGITS, TAUS), wrt), rtol=1e-10, atol=1e-12)
-    hard = grad(
-        bk,
-        lambda l, t: relaxcat.relaxed_topk(l, k, t, hard=True, method="max", noise=g),
-        (LOGITS, TAUS),
-        wrt,
-    )
-    np.testing.assert_array_equal(hard, ours)
+    for h, o in zip(hard, ours, strict=True):
+        np.testing.assert_array_equal(h, o)
 
 
 @pytest.mark.parametrize("method", ["successive", "max"])
@@ -297,8 +293,7 @@ def test_topk_gradients_are_finite_at_extremes(bk, method):
 # -- categorical KL -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("wrt", [0, 1])
-def test_kl_gradients(bk, wrt):
+def test_kl_gradients(bk):
     xp = ns(bk)
 
     def naive(lq, lp):
@@ -306,16 +301,15 @@ def test_kl_gradients(bk, wrt):
         return xp.sum(q * (xp.log(q) - xp.log(p)), axis=-1)
 
     args = (LOGITS, np.roll(LOGITS, 1, axis=0))
-    ours = grad(bk, lambda a, b: relaxcat.categorical_kl(a, b), args, wrt)
-    np.testing.assert_allclose(ours, grad(bk, naive, args, wrt), rtol=1e-10, atol=1e-12)
+    ours = grads(bk, lambda a, b: relaxcat.categorical_kl(a, b), args)
+    assert_grads_close(ours, grads(bk, naive, args), rtol=1e-10, atol=1e-12)
 
 
 def test_kl_gradients_with_masked_and_underflowing_categories_are_finite(bk):
     lq = MASKED.copy()
     lq[2, 2] = -800.0
     lp = np.where(np.isfinite(MASKED), LOGITS[::-1], 0.0)
-    for wrt in (0, 1):
-        gr = grad(bk, lambda a, b: relaxcat.categorical_kl(a, b), (lq, lp), wrt)
+    for gr in grads(bk, lambda a, b: relaxcat.categorical_kl(a, b), (lq, lp)):
         assert np.isfinite(gr).all()
 
 
@@ -463,8 +457,7 @@ def test_compiled_kernels_equal_uncompiled(bk, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["gumbel_softmax", "log_gumbel_softmax", "successive", "max"])
-@pytest.mark.parametrize("wrt", [0, 1])
-def test_masked_categories_leave_gradients_those_of_the_unmasked_ones(bk, name, wrt):
+def test_masked_categories_leave_gradients_those_of_the_unmasked_ones(bk, name):
     # Row 0 of MASKED has categories 1 and 3 masked: the gradients (in the logits and in
     # an array tau) must be those of the 3-category problem, not NaN. A regression test
     # for gumbel_softmax too: its tau gradient was NaN with any masked category.
@@ -485,14 +478,13 @@ def test_masked_categories_leave_gradients_those_of_the_unmasked_ones(bk, name, 
                 y = relaxcat.relaxed_topk(l, 2, t, method=name, noise=g)
             return xp.where(mask, y, 0.0) * bk.asarray(w[:, cols])
 
-        return grad_of_sum(bk, f, (MASKED[:1, cols], TAUS[:1]), wrt)
+        return grads(bk, f, (MASKED[:1, cols], TAUS[:1]), weighted=False)
 
-    full, reduced = run(list(range(N))), run(keep)
-    assert np.isfinite(full).all()
-    if wrt == 0:
-        assert (full[0, [1, 3]] == 0).all()
-        full = full[:, keep]
-    np.testing.assert_allclose(full, reduced, rtol=1e-12, atol=1e-15)
+    (logits_full, tau_full), (logits_red, tau_red) = run(list(range(N))), run(keep)
+    assert np.isfinite(logits_full).all() and np.isfinite(tau_full).all()
+    assert (logits_full[0, [1, 3]] == 0).all()
+    np.testing.assert_allclose(logits_full[:, keep], logits_red, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(tau_full, tau_red, rtol=1e-12, atol=1e-15)
 
 
 def test_relaxed_bernoulli_tau_gradient_with_infinite_logits_is_finite(bk):
@@ -501,19 +493,3 @@ def test_relaxed_bernoulli_tau_gradient_with_infinite_logits_is_finite(bk):
     noise = bk.asarray(LOGISTIC)
     g = grad(bk, lambda l, t: relaxcat.relaxed_bernoulli(l, t, noise=noise), (logits, TAUS), 1)
     assert np.isfinite(g).all()
-
-
-def grad_of_sum(bk, f, args, wrt):
-    """Gradient of sum(f(*args)) w.r.t. args[wrt]."""
-    arrays = [bk.asarray(a) for a in args]
-    if bk.name == "torch":
-        arrays[wrt] = arrays[wrt].requires_grad_(True)
-        f(*arrays).sum().backward()
-        return bk.to_numpy(arrays[wrt].grad)
-
-    def loss(t):
-        a = list(arrays)
-        a[wrt] = t
-        return f(*a).sum()
-
-    return bk.to_numpy(bk.jax.grad(loss)(arrays[wrt]))

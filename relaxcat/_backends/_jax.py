@@ -11,10 +11,21 @@ import jax.numpy as jnp
 
 from ._base import Backend, NoiseSource
 
-try:  # private, so imported defensively (as the torch adapter does with functorch)
-    from jax._src.core import trace_state_clean as _trace_state_clean
-except ImportError:  # pragma: no cover - then only tracers count as unreadable
-    _trace_state_clean = None  # type: ignore[assignment]
+
+def _find_trace_state_clean() -> Callable[[], bool] | None:
+    """JAX's private "no transformation is tracing" test, or None.
+
+    Looked up defensively, as the torch adapter does with functorch; without it, only
+    tracers count as unreadable.
+    """
+    try:
+        from jax._src import core
+    except ImportError:  # pragma: no cover
+        return None
+    return getattr(core, "trace_state_clean", None)
+
+
+_trace_state_clean = _find_trace_state_clean()
 
 _NEEDS_KEY = (
     "JAX has no global random state, so relaxcat needs a PRNG key for JAX arrays: pass "
