@@ -203,7 +203,7 @@ def test_masked_categories_are_left_out_of_the_density(bk):
 def test_exp_concrete_is_finite_where_log_y_is_finite_at_low_temperature(bk):
     # tau = 1e-4 with 4096 categories: y underflows to exact zeros, log y does not.
     n, tau = 4096, 1e-4
-    logits = np.random.default_rng(3).normal(size=(3, n))
+    logits = np.random.default_rng(3).normal(size=(4, n))  # the shape test_samplers uses
     log_y = relaxcat.log_gumbel_softmax(bk.asarray(logits), tau, rng=5)
     lpe = bk.to_numpy(relaxcat.exp_concrete_log_prob(log_y, bk.asarray(logits), tau))
     assert np.isfinite(lpe).all()

@@ -350,14 +350,16 @@ def test_jax_check_grads(bk):
     jnp = bk.lib
     g, lg = bk.asarray(NOISE), bk.asarray(LOGISTIC)
     y, t = bk.asarray(Y), bk.asarray(TAUS)
-    for f in (
-        lambda l: relaxcat.log_gumbel_softmax(jnp.asarray(l), t, noise=g),
-        lambda l: relaxcat.concrete_log_prob(y, jnp.asarray(l), t),
-        lambda l: relaxcat.relaxed_bernoulli(jnp.asarray(l), t, noise=lg),
-        lambda l: relaxcat.relaxed_topk(jnp.asarray(l), 3, t, noise=g),
-        lambda l: relaxcat.categorical_kl(jnp.asarray(l), jnp.zeros((B, N))),
+    # Reverse mode for all (torch's gradcheck covers every function with finite
+    # differences); forward mode too for the most intricate one.
+    for f, modes in (
+        (lambda l: relaxcat.log_gumbel_softmax(jnp.asarray(l), t, noise=g), ["rev"]),
+        (lambda l: relaxcat.concrete_log_prob(y, jnp.asarray(l), t), ["rev"]),
+        (lambda l: relaxcat.relaxed_bernoulli(jnp.asarray(l), t, noise=lg), ["rev"]),
+        (lambda l: relaxcat.relaxed_topk(jnp.asarray(l), 3, t, noise=g), ["fwd", "rev"]),
+        (lambda l: relaxcat.categorical_kl(jnp.asarray(l), jnp.zeros((B, N))), ["rev"]),
     ):
-        check_grads(f, (bk.asarray(LOGITS),), order=1, modes=["fwd", "rev"])
+        check_grads(f, (bk.asarray(LOGITS),), order=1, modes=modes)
 
 
 # -- jax.jit: every function, and the compiled kernels equal the plain ones --------------
@@ -394,19 +396,14 @@ def test_every_function_works_under_jit(bk):
 
 
 @pytest.mark.backends("jax")
-def test_jit_with_concrete_arrays_captured_from_outside(bk):
-    # A regression test for gumbel_softmax too: a concrete tau (or y) captured by a jitted
-    # function is not a tracer, but nothing computed from it inside the trace can be read.
+def test_jit_with_a_concrete_tau_captured_from_outside(bk):
+    # A regression test for gumbel_softmax: a concrete tau captured by a jitted function is
+    # not a tracer, but nothing computed from it inside the trace can be read. (The new
+    # functions capture tau and y this way in test_every_function_works_under_jit.)
     jax = bk.jax
-    t, y = bk.asarray(TAUS), bk.asarray(Y)
-    x = bk.asarray(LOGITS)
-    for f in (
-        lambda l: relaxcat.gumbel_softmax(l, t, rng=0),
-        lambda l: relaxcat.concrete_log_prob(y, l, t),
-        lambda l: relaxcat.relaxed_topk(l, 2, t, rng=0),
-        lambda l: relaxcat.categorical_kl(x, l),
-    ):
-        np.testing.assert_allclose(bk.to_numpy(jax.jit(f)(x)), bk.to_numpy(f(x)), rtol=1e-12)
+    t, x = bk.asarray(TAUS), bk.asarray(LOGITS)
+    f = lambda l: relaxcat.gumbel_softmax(l, t, rng=0)
+    np.testing.assert_allclose(bk.to_numpy(jax.jit(f)(x)), bk.to_numpy(f(x)), rtol=1e-12)
 
 
 @pytest.mark.backends("jax")

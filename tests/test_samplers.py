@@ -289,7 +289,7 @@ def test_ties_go_to_the_first_index_on_every_backend(bk):
 # -- relaxed_topk -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("k", [1, 2, 4, N])
+@pytest.mark.parametrize("k", [2, N])  # k = 1: test_k_equal_one_is_gumbel_softmax
 @pytest.mark.parametrize("tau", [0.2, 1.0, 4.0])
 def test_successive_matches_naive_and_sums_to_k(bk, k, tau):
     y = bk.to_numpy(relaxcat.relaxed_topk(bk.asarray(LOGITS), k, tau, noise=bk.asarray(NOISE)))
@@ -321,10 +321,11 @@ def test_k_equal_one_is_gumbel_softmax(bk):
 
 @pytest.mark.parametrize("method", ["successive", "max"])
 def test_hard_topk_is_exactly_k_hot(bk, method):
-    x = bk.asarray(np.random.default_rng(1).normal(size=(500, N)), "float32")
-    y = bk.to_numpy(relaxcat.relaxed_topk(x, 3, 0.5, hard=True, method=method, rng=2))
-    assert set(np.unique(y).tolist()) <= {0.0, 1.0}
-    np.testing.assert_array_equal(y.sum(-1), np.full(500, 3.0))
+    x = bk.asarray(LOGITS, "float32")
+    for seed in range(20):  # one shape: compiled once on JAX
+        y = bk.to_numpy(relaxcat.relaxed_topk(x, 3, 0.5, hard=True, method=method, rng=seed))
+        assert set(np.unique(y).tolist()) <= {0.0, 1.0}
+        np.testing.assert_array_equal(y.sum(-1), np.full(B, 3.0))
 
 
 def test_successive_hard_is_the_gumbel_topk_set_of_the_same_noise(bk):
