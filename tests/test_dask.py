@@ -238,3 +238,109 @@ def test_workers_need_no_relaxcat(bk):
         relaxcat.gumbel_noise(x),
     ):
         assert b"relaxcat" not in cloudpickle.dumps(dict(y.__dask_graph__()))
+
+
+# -- the distribution functions ----------------------------------------------------------
+
+SPLIT = (13, (1, 9, 2, 11))  # uneven chunks, the category axis in four
+
+
+def both(bk, a, chunks=SPLIT):
+    """``a`` as NumPy float64 and as a Dask array with ``chunks``."""
+    a = np.asarray(a, dtype=np.float64)
+    return a, chunked(bk, a, chunks)
+
+
+@pytest.mark.parametrize("tau", [0.05, 1.0])
+def test_log_gumbel_softmax_equals_numpy(bk, tau):
+    (x_np, x), (g_np, g) = both(bk, LOGITS), both(bk, NOISE)
+    y = relaxcat.log_gumbel_softmax(x, tau, noise=g)
+    assert y.chunks == x.chunks
+    expected = relaxcat.log_gumbel_softmax(x_np, tau, noise=g_np)
+    got = bk.to_numpy(y)
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_relaxed_bernoulli_equals_numpy(bk, hard):
+    logits = RNG.normal(size=(40, 23)) * 2
+    (x_np, x), (l_np, logistic) = both(bk, logits), both(bk, RNG.logistic(size=logits.shape))
+    y = relaxcat.relaxed_bernoulli(x, 0.3, hard=hard, noise=logistic)
+    assert y.chunks == x.chunks
+    expected = relaxcat.relaxed_bernoulli(x_np, 0.3, hard=hard, noise=l_np)
+    np.testing.assert_allclose(bk.to_numpy(y), expected, rtol=1e-13, atol=1e-300)
+    y = relaxcat.relaxed_bernoulli(x, 0.3, hard=hard, rng=3)  # (2, *shape) draws, aligned
+    assert y.chunks == x.chunks
+    assert np.all((bk.to_numpy(y) >= 0) & (bk.to_numpy(y) <= 1))
+
+
+@pytest.mark.parametrize("method", ["successive", "max"])
+@pytest.mark.parametrize("hard", [False, True])
+def test_relaxed_topk_equals_numpy_with_split_categories(bk, method, hard):
+    k = 3
+    x_np, x = both(bk, LOGITS)
+    noise = NOISE if method == "successive" else RNG.gumbel(size=(k, *LOGITS.shape))
+    chunks = SPLIT if method == "successive" else ((k,), *x.chunks)
+    g_np, g = both(bk, noise, chunks)
+    y = relaxcat.relaxed_topk(x, k, 0.5, hard=hard, method=method, noise=g)
+    assert y.chunks == x.chunks
+    expected = relaxcat.relaxed_topk(x_np, k, 0.5, hard=hard, method=method, noise=g_np)
+    got = bk.to_numpy(y)
+    if hard:
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(got.sum(-1), k)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    y = relaxcat.relaxed_topk(x, k, 0.5, hard=hard, method=method, rng=4)
+    assert y.chunks == x.chunks
+    if hard or method == "successive":  # the soft "max" relaxation sums to at most k
+        np.testing.assert_allclose(bk.to_numpy(y).sum(-1), k, rtol=1e-12)
+
+
+def test_exact_samplers_use_the_noise_of_gumbel_noise(bk):
+    x_np, x = both(bk, LOGITS)
+    s = x_np + bk.to_numpy(relaxcat.gumbel_noise(x, rng=8))
+    draws = relaxcat.sample_categorical(x, rng=8)
+    np.testing.assert_array_equal(bk.to_numpy(draws), np.argmax(s, axis=-1))
+    top = relaxcat.gumbel_topk(x, 4, rng=8)
+    expected = np.argsort(-s, axis=-1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(bk.to_numpy(top), expected)
+    hot = relaxcat.gumbel_softmax(x, hard=True, rng=8)
+    np.testing.assert_array_equal(np.argmax(bk.to_numpy(hot), -1), bk.to_numpy(draws))
+
+
+def test_densities_and_kl_equal_numpy(bk):
+    tau = 0.7
+    x_np, x = both(bk, LOGITS)
+    log_y_np = relaxcat.log_gumbel_softmax(x_np, tau, noise=NOISE)
+    y_np = np.exp(log_y_np)
+    log_y, y = chunked(bk, log_y_np, SPLIT), chunked(bk, y_np, SPLIT)
+    for f, args, args_np in [
+        (relaxcat.exp_concrete_log_prob, (log_y, x, tau), (log_y_np, x_np, tau)),
+        (relaxcat.concrete_log_prob, (y, x, tau), (y_np, x_np, tau)),
+        (relaxcat.categorical_kl, (x, chunked(bk, NOISE, SPLIT)), (x_np, NOISE)),
+    ]:
+        got = f(*args)
+        assert isinstance(got, bk.lib.Array)
+        np.testing.assert_allclose(bk.to_numpy(got), f(*args_np), rtol=1e-10, atol=1e-10)
+    b = RNG.uniform(0.05, 0.95, size=LOGITS.shape)
+    got = relaxcat.relaxed_bernoulli_log_prob(chunked(bk, b, SPLIT), chunked(bk, NOISE, SPLIT), tau)
+    expected = relaxcat.relaxed_bernoulli_log_prob(b, NOISE, tau)
+    np.testing.assert_allclose(bk.to_numpy(got), expected, rtol=1e-12)
+
+
+def test_distribution_graphs_hold_no_relaxcat_code(bk):
+    cloudpickle = pytest.importorskip("cloudpickle", reason="cloudpickle is not installed")
+    x = chunked(bk, LOGITS, SPLIT)
+    for y in (
+        relaxcat.log_gumbel_softmax(x, 0.5, rng=0),
+        relaxcat.relaxed_bernoulli(x, 0.5, rng=0),
+        relaxcat.sample_categorical(x, rng=0),
+        relaxcat.gumbel_topk(x, 2, rng=0),
+        relaxcat.relaxed_topk(x, 2, 0.5, rng=0),
+        relaxcat.relaxed_topk(x, 2, 0.5, hard=True, method="max", rng=0),
+        relaxcat.exp_concrete_log_prob(x, x, 0.5),
+    ):
+        assert b"relaxcat" not in cloudpickle.dumps(dict(y.__dask_graph__()))

@@ -1,7 +1,9 @@
 """relaxcat on a real Dask cluster: a ``distributed.LocalCluster`` with two worker processes.
 
-The graphs are built on the client, lazily, and run on the workers; the results are checked
-against NumPy given the same noise, and for exact one-hot and k-hot values and row sums.
+``gumbel_softmax`` (soft and hard) and ``relaxed_topk`` (soft and exact k-hot) build their
+graphs on the client, lazily, and the workers run them; both workers must hold blocks of
+each result. The results are checked against NumPy given the same noise, for exact one-hot
+and k-hot values, and for row sums.
 """
 
 from __future__ import annotations
@@ -67,6 +69,27 @@ def test_gumbel_softmax_on_two_worker_processes(bk, client, hard):
         np.testing.assert_array_equal(got, expected)
     else:
         np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_relaxed_topk_on_two_worker_processes(bk, client, hard):
+    k = 5
+    x = chunked(bk, LOGITS)
+    y = relaxcat.relaxed_topk(x, k, 0.4, hard=hard, noise=chunked(bk, NOISE))
+    assert y.chunks == x.chunks
+    got, workers = on_cluster(client, y)
+    assert len(workers) == 2, workers
+    expected = relaxcat.relaxed_topk(LOGITS, k, 0.4, hard=hard, noise=NOISE)
+    np.testing.assert_allclose(got.sum(-1), k, rtol=1e-12)
+    assert np.all(got[np.isneginf(LOGITS)] == 0.0)
+    if hard:  # exactly k-hot: the k largest logits + noise
+        assert set(np.unique(got).tolist()) == {0.0, 1.0}
+        np.testing.assert_array_equal(got, expected)
+        top = np.argsort(-(LOGITS + NOISE), axis=-1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(np.take_along_axis(got, top, axis=-1), 1.0)
+    else:
+        assert np.all(got >= 0)  # not <= 1: see relaxed_topk's notes on "successive"
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_seeded_sample_is_the_same_on_the_cluster_and_locally(bk, client):

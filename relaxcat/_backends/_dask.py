@@ -168,12 +168,14 @@ class DaskBackend(Backend):
 
     def positions(self, n: int, axis: int, ndim: int, dtype: Any, device: Any) -> Any:
         index = tuple(slice(None) if d == axis else None for d in range(ndim))
-        if len(device.shape) != ndim or device.shape[axis] != n:
+        lead = len(device.shape) - ndim  # device may be that of a stack of such arrays
+        if lead < 0 or device.shape[lead + axis] != n:
             return da.arange(n, dtype=dtype)[index]
-        positions = da.arange(n, dtype=dtype, chunks=device.chunks[axis])[index]
+        shape, chunks = device.shape[lead:], device.chunks[lead:]
+        positions = da.arange(n, dtype=dtype, chunks=chunks[axis])[index]
         # Broadcast (as views, block by block) to the logits' chunks: compared with the
         # argmax, a (1, n) array would make Dask warn that the number of chunks grows.
-        return da.broadcast_to(positions, device.shape, chunks=device.chunks)
+        return da.broadcast_to(positions, shape, chunks=chunks)
 
     # -- values ----------------------------------------------------------------------
     def values_readable(self, x: Any) -> bool:
