@@ -155,7 +155,9 @@ def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: A
     ----------
     like : array
         A real floating array of any supported library. The noise has its namespace,
-        device and dtype (float16 and bfloat16 noise is drawn in float32 and cast).
+        device and dtype (float16 and bfloat16 noise is drawn in float32 and cast). For a
+        Dask array it has ``like``'s chunks, and so does noise of shape ``(m, *like.shape)``
+        on its last axes; for a sharded JAX array, eagerly, ``like``'s sharding.
     shape : tuple of int, optional
         Shape of the noise. Defaults to ``like.shape``.
     rng : None, int, or generator, optional
@@ -213,8 +215,9 @@ def gumbel_softmax(
     :math:`\mathrm{Categorical}(\mathrm{softmax}(\ell))`.
 
     Works on NumPy, PyTorch (CPU or CUDA), JAX (also under ``jit``, ``vmap`` and
-    ``grad``), CuPy and any array-API library, and returns the same type, dtype and device
-    as ``logits``. float16 and bfloat16 are computed in float32 and cast back.
+    ``grad``, and on sharded arrays), CuPy, Dask and any array-API library, and returns the
+    same type, dtype and device as ``logits`` (for Dask: the same chunks; the call builds a
+    graph and computes nothing). float16 and bfloat16 are computed in float32 and cast back.
 
     Parameters
     ----------
@@ -226,8 +229,9 @@ def gumbel_softmax(
     tau : float or array, default 1.0
         Temperature > 0. An array must broadcast against ``logits`` with size 1 along
         ``axis``, e.g. per-row temperatures of shape ``(B, 1)``. Array values are checked
-        where they can be read; inside ``jax.jit`` or ``torch.compile``, or on a GPU, they
-        cannot, and a value <= 0 there gives NaN or inf rather than an error.
+        where they can be read; inside ``jax.jit`` or ``torch.compile``, on a GPU, or in a
+        Dask graph, they cannot, and a value <= 0 there gives NaN or inf rather than an
+        error.
     hard : bool, default False
         If True, return the exact one-hot :math:`\mathrm{onehot}(\arg\max(\ell + g))`
         (every entry exactly 0.0 or 1.0, ties to the first index), a draw from
@@ -240,9 +244,12 @@ def gumbel_softmax(
         OS entropy; PyTorch: torch's default generator, so ``torch.manual_seed`` applies),
         an int seed, a ``numpy.random.Generator`` (NumPy and array-API libraries without
         their own RNG), a ``torch.Generator`` on the logits' device, a CuPy ``Generator``
-        or ``RandomState``, or a JAX PRNG key, typed (``jax.random.key``) or raw
-        (``jax.random.PRNGKey``). JAX has no hidden state, so ``rng=None`` raises
-        ``TypeError`` for JAX arrays. The same seed gives the same sample.
+        or ``RandomState``, a JAX PRNG key, typed (``jax.random.key``) or raw
+        (``jax.random.PRNGKey``), or for Dask arrays a ``dask.array.random.Generator`` or
+        a ``numpy.random.Generator`` (Dask draws with the logits' chunks, one stream per
+        chunk; ``None`` is fresh entropy). JAX has no hidden state, so ``rng=None`` raises
+        ``TypeError`` for JAX arrays. The same seed gives the same sample (on Dask: for the
+        same chunking; another chunking gives another sample).
     noise : array, optional
         Explicit standard-Gumbel noise of the logits' shape, library and device (see
         :func:`gumbel_noise`). It overrides ``rng``. Use it under ``torch.compile``, to

@@ -1,5 +1,10 @@
 """JAX: a sharded array keeps its sharding through relaxcat, and gives the unsharded sample.
 
+``jax.jit(gumbel_softmax)`` (and eager calls, and ``relaxed_topk``) on arrays sharded over 4
+host devices: batch-sharded, with automatic and explicit mesh axes, and with the category
+axis sharded too. The output keeps the input's sharding and equals the unsharded result for
+the same key.
+
 XLA's host platform makes 4 CPU devices only if ``XLA_FLAGS`` says so before JAX starts,
 and other tests in this process have started it already: the checks run in a subprocess.
 """
@@ -76,6 +81,15 @@ SCRIPT = textwrap.dedent("""
                 np.testing.assert_array_equal(g, unsharded_noise, err_msg=where)
             y = sample(xs, 0.5, hard=True, rng=key, estimator="gumbel_rao", samples=3)
             assert y.sharding.is_equivalent_to(sharding, 2), ("gumbel_rao", y.sharding)
+            # A distribution function (its math runs as one compiled kernel, even eagerly).
+            topk = jax.jit(relaxcat.relaxed_topk, static_argnums=1, static_argnames="hard")
+            expected = topk(x, 3, 0.5, hard=True, rng=key)
+            for name, y in (
+                ("jit", topk(xs, 3, 0.5, hard=True, rng=key)),
+                ("eager", relaxcat.relaxed_topk(xs, 3, 0.5, hard=True, rng=key)),
+            ):
+                assert y.sharding.is_equivalent_to(sharding, 2), ("relaxed_topk", name, y.sharding)
+                np.testing.assert_array_equal(y, expected)
     print("sharding ok")
 """)
 
