@@ -353,7 +353,11 @@ def generic_gumbel_softmax(p: Prepared, rng: Any, noise: Any, hard: bool) -> Arr
     """The reference implementation of :func:`gumbel_softmax` on the array-API namespace."""
     xp, backend = p.xp, p.backend
     s = p.x + p.noise(rng, noise)
-    soft_needed = not hard or backend.tracks_gradients(p.x)
+    soft_needed = (
+        not hard
+        or backend.tracks_gradients(p.x)
+        or (not isinstance(p.tau, float) and backend.tracks_gradients(p.tau))
+    )
     with backend.errstate():
         if soft_needed or backend.values_readable(s):
             m = xp.max(s, axis=p.axis, keepdims=True)

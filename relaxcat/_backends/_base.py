@@ -11,7 +11,7 @@ An adapter answers the questions the array-API standard leaves open, and nothing
   read would stall the stream), so argument checks that need values run only there;
 * **registered gradient rules** - :meth:`Backend.reinmax` attaches an estimator's gradient to
   the one-hot sample. Its generic form below, written with ``stop_gradient``, defines the
-  rule; the torch and JAX adapters register the same rule with their autodiff systems;
+  rule; the torch and JAX adapters register the same rule with their autodiff systems.
 * **how to run a pure function** - :meth:`Backend.compiled` may compile the math of one
   call into a single computation (JAX: ``jax.jit``); the function is the same either way.
 
