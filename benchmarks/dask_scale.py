@@ -27,6 +27,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit", default="4GiB", help="per worker")
     parser.add_argument("--markdown", help="also write the table to this file")
     args = parser.parse_args(argv)
+    # Two clusters run side by side: the second one's HTTP server takes another port.
+    warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
 
     load = os.getloadavg()[0]
     print(f"load average {load:.1f} on {os.cpu_count()} cores", flush=True)
