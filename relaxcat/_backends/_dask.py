@@ -1,15 +1,16 @@
 """Dask adapter: lazy graphs, Dask's own generator, noise aligned with the logits' chunks.
 
-A relaxcat call on a Dask array builds a graph and returns it; nothing is computed during
-the call. Three things make that so:
+A relaxcat call on a Dask array builds a graph and returns it:
 
-* :meth:`DaskBackend.values_readable` is False, so no argument check reads a value (a
-  ``bool()`` or ``float()`` of a Dask array would compute it);
+* nothing is computed during the call: :meth:`DaskBackend.values_readable` is False, so no
+  argument check reads a value (a ``bool()`` or ``float()`` of a Dask array would compute
+  it), and nothing else in relaxcat asks for one;
 * the noise is drawn by ``dask.array.random.Generator`` (``default_rng``), which puts one
   task per chunk in the graph, each with its own child stream spawned from the generator's
   seed sequence. The draws are laid out with the logits' chunks, so noise and logits line
   up chunk for chunk; a seed reproduces the sample for the same chunking, and another
-  chunking gives another sample;
+  chunking gives another sample. The seeds are fixed in the graph, so computing a result
+  twice gives the same values;
 * the placement of a Dask array, what relaxcat calls its device, is its chunking
   (:class:`Chunking`): noise, one-hot positions, an explicit ``noise=`` and an array
   ``tau`` are all laid out with the logits' chunks, so every result has the logits' chunks.
