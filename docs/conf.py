@@ -64,8 +64,26 @@ html_sidebars = {"**": ["sidebar-nav-bs"]}
 OPTIONAL_PAGES = ("benchmarks", "scaling", "distributions")
 
 
+#: Public functions that another branch (distributions) brings: their ``autofunction``
+#: lines in ``api.md`` are left out while relaxcat does not export them yet.
+PENDING_API = (
+    "log_gumbel_softmax",
+    "concrete_log_prob",
+    "exp_concrete_log_prob",
+    "relaxed_bernoulli",
+    "relaxed_bernoulli_log_prob",
+    "sample_categorical",
+    "gumbel_topk",
+    "relaxed_topk",
+    "categorical_kl",
+)
+
+
 def _drop_absent_pages(app: Any, docname: str, source: list[str]) -> None:
     text = source[0]
+    for name in PENDING_API:
+        if name not in relaxcat.__all__:
+            text = re.sub(rf"(?m)^\.\. autofunction:: relaxcat\.{name}\n", "", text)
     for name in OPTIONAL_PAGES:
         marker = rf"[ \t]*<!-- needs: {re.escape(name)} -->"
         if (DOCS / f"{name}.md").exists():
@@ -84,6 +102,7 @@ def _check_api_coverage(app: Any) -> None:
 
     api = (DOCS / "api.md").read_text()
     documented = set(re.findall(r"autofunction:: relaxcat\.(\w+)", api))
+    documented -= {name for name in PENDING_API if name not in relaxcat.__all__}
     public = {name for name in relaxcat.__all__ if not name.startswith("__")}
     logger = logging.getLogger("relaxcat.docs")
     for name in sorted(public - documented):
