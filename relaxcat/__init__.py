@@ -13,7 +13,32 @@ array([1., 1.])
 
 from ._anneal import anneal_tau
 from ._core import gumbel_noise, gumbel_softmax
+from ._distributions import (
+    categorical_kl,
+    concrete_log_prob,
+    exp_concrete_log_prob,
+    gumbel_topk,
+    log_gumbel_softmax,
+    relaxed_bernoulli,
+    relaxed_bernoulli_log_prob,
+    relaxed_topk,
+    sample_categorical,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "anneal_tau", "gumbel_noise", "gumbel_softmax"]
+__all__ = [
+    "__version__",
+    "anneal_tau",
+    "categorical_kl",
+    "concrete_log_prob",
+    "exp_concrete_log_prob",
+    "gumbel_noise",
+    "gumbel_softmax",
+    "gumbel_topk",
+    "log_gumbel_softmax",
+    "relaxed_bernoulli",
+    "relaxed_bernoulli_log_prob",
+    "relaxed_topk",
+    "sample_categorical",
+]

@@ -51,6 +51,20 @@ def draw_gumbel(
     return source_gumbel(backend.noise_source(rng, device), backend.xp, shape, dtype)
 
 
+def divide_by_tau(xp: Any, d: Array, tau: Any) -> Array:
+    """``d / tau``, where ``d`` may hold ``-inf`` (masked) or ``+inf``, safe for autodiff.
+
+    ``-inf / tau`` is ``-inf``, but its derivative in ``tau``, ``-d / tau**2``, is ``+inf``,
+    and autodiff multiplies it by the zero that follows (``exp(-inf)``): NaN. An array
+    ``tau`` therefore divides only the finite entries and passes the infinite ones through
+    (same values). A Python ``tau`` carries no gradient and takes the plain division.
+    """
+    if isinstance(tau, float):
+        return d / tau
+    finite = xp.isfinite(d)
+    return xp.where(finite, xp.where(finite, d, 0.0) / tau, d)
+
+
 def scaled_softmax(xp: Any, s: Array, row_max: Array, tau: Any, axis: int) -> Array:
     """``softmax(s / tau)`` along ``axis``, given ``row_max = max(s, axis, keepdims=True)``.
 
@@ -59,7 +73,7 @@ def scaled_softmax(xp: Any, s: Array, row_max: Array, tau: Any, axis: int) -> Ar
     first overflows for |logits| ~ 1e30 and tau ~ 1e-9). Masked (-inf) entries give
     exp(-inf) = 0 exactly, and the row's maximum gives exp(0) = 1, so the sum is >= 1.
     """
-    e = xp.exp((s - row_max) / tau)
+    e = xp.exp(divide_by_tau(xp, s - row_max, tau))
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
@@ -83,21 +97,29 @@ def straight_through(backend: Backend, hard: Array, soft: Array) -> Array:
 
 
 class Prepared:
-    """Validated inputs of a sampler: adapter, namespace, axis, compute dtype, logits, tau."""
+    """Validated inputs of a sampler: adapter, namespace, axis, compute dtype, logits, tau.
+
+    With ``elementwise=True`` (the relaxed Bernoulli) there is no category axis: ``axis``
+    is ignored, the logits may be 0-d, and an array ``tau`` need only broadcast.
+    """
 
     __slots__ = ("axis", "backend", "device", "dtype", "logits", "tau", "x", "xp")
 
-    def __init__(self, logits: Any, tau: Any, axis: object) -> None:
+    def __init__(self, logits: Any, tau: Any, axis: object, *, elementwise: bool = False) -> None:
         backend = backend_of(logits, "logits")
         self.backend = backend
         self.xp = xp = backend.xp
         self.logits = logits
-        self.axis = normalize_axis(axis, logits.ndim)
-        check_categories(logits.shape[self.axis], "logits", self.axis)
+        if elementwise:
+            self.axis = -1
+        else:
+            self.axis = normalize_axis(axis, logits.ndim)
+            check_categories(logits.shape[self.axis], "logits", self.axis)
         self.dtype = compute_dtype(backend, logits.dtype)
         self.x = logits if self.dtype == logits.dtype else xp.astype(logits, self.dtype)
         self.device = backend.device(logits)
-        self.tau = None if tau is None else check_tau(tau, backend, logits, self.dtype, self.axis)
+        tau_axis = None if elementwise else self.axis
+        self.tau = None if tau is None else check_tau(tau, backend, logits, self.dtype, tau_axis)
 
     def noise(self, rng: object, noise: object) -> Array:
         """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``."""
@@ -319,7 +341,11 @@ def generic_gumbel_softmax(p: Prepared, rng: Any, noise: Any, hard: bool) -> Arr
     """The reference implementation of :func:`gumbel_softmax` on the array-API namespace."""
     xp, backend = p.xp, p.backend
     s = p.x + p.noise(rng, noise)
-    soft_needed = not hard or backend.tracks_gradients(p.x)
+    soft_needed = (
+        not hard
+        or backend.tracks_gradients(p.x)
+        or (not isinstance(p.tau, float) and backend.tracks_gradients(p.tau))
+    )
     with backend.errstate():
         if soft_needed or backend.values_readable(s):
             m = xp.max(s, axis=p.axis, keepdims=True)

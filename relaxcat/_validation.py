@@ -60,9 +60,13 @@ def check_categories(n: int, argname: str = "logits", axis: int = -1) -> None:
 
 
 def check_tau(
-    tau: Any, backend: Backend, logits: Array, dtype: Any, axis: int, argname: str = "tau"
+    tau: Any, backend: Backend, logits: Array, dtype: Any, axis: int | None, argname: str = "tau"
 ) -> Any:
-    """Return ``tau`` as a Python float or as an array of ``dtype`` on the logits' device."""
+    """Return ``tau`` as a Python float or as an array of ``dtype`` on the logits' device.
+
+    ``axis`` is the category axis, along which an array ``tau`` must have size 1; ``None``
+    for element-wise distributions (the relaxed Bernoulli), where it need only broadcast.
+    """
     if type(tau) is float and 0.0 < tau < math.inf:  # the common case, cheaply
         return tau
     if isinstance(tau, numbers.Real) and not isinstance(tau, (bool, np.bool_)):
@@ -103,7 +107,7 @@ def check_tau(
             f"{argname} has shape {tshape}, which does not broadcast against logits of shape "
             f"{shape}."
         )
-    if padded[axis] != 1:
+    if axis is not None and padded[axis] != 1:
         raise ValueError(
             f"{argname} has shape {tshape}, which varies along the category axis ({axis}) of "
             f"logits {shape}; a temperature is one number per distribution. Give it size 1 "
@@ -211,3 +215,128 @@ def check_estimator(estimator: object, samples: object, hard: bool) -> tuple[str
             f"conditional Gumbel draws it averages); estimator={estimator!r} takes samples=1."
         )
     return estimator, samples
+
+
+# -- checks for the distribution functions ----------------------------------------------
+
+
+def check_k(k: object, n: int, axis: int) -> int:
+    """``k`` as an int in ``1..n`` (``n`` categories along ``axis``)."""
+    if not isinstance(k, numbers.Integral) or isinstance(k, (bool, np.bool_)):
+        raise TypeError(f"k must be an int (the subset size); got {type(k).__name__}.")
+    k = int(k)
+    if not 1 <= k <= n:
+        raise ValueError(
+            f"k={k} is out of range: with n={n} categories along axis {axis}, k must be "
+            f"between 1 and {n}."
+        )
+    return k
+
+
+def check_method(method: object, valid: tuple[str, ...]) -> str:
+    if method not in valid:
+        raise ValueError(f"method={method!r} is not known; use one of {', '.join(valid)}.")
+    return str(method)
+
+
+def _row_flags(backend: Backend, axis: int, x: Array) -> Array:
+    """[any NaN, any +inf, any row entirely -inf], as one reduction."""
+    xp = backend.xp
+    return xp.stack(
+        [
+            xp.any(xp.isnan(x)),
+            xp.any(x == math.inf),
+            xp.any(xp.all(x == -math.inf, axis=axis)),
+        ]
+    )
+
+
+def check_logits_rows(backend: Backend, logits: Array, axis: int, argname: str = "logits") -> None:
+    """Raise for NaN, ``+inf`` or an entirely masked row, where values can be read."""
+    if not backend.values_readable(logits):
+        return
+    flags = backend.compiled(_row_flags, (0, 1))(backend, axis, logits)
+    has_nan, has_inf, all_masked = (bool(flags[i]) for i in range(3))
+    if has_nan:
+        raise ValueError(f"{argname} contain NaN; every entry must be a real number or -inf.")
+    if has_inf:
+        raise ValueError(
+            f"{argname} contain +inf; entries must be finite, or -inf for a masked category."
+        )
+    if all_masked:
+        raise ValueError(
+            f"{argname} have a row in which every category is masked (-inf); leave at least "
+            f"one category unmasked in every row."
+        )
+
+
+def _any_nan(backend: Backend, x: Array) -> Array:
+    return backend.xp.any(backend.xp.isnan(x))
+
+
+def check_no_nan(backend: Backend, x: Array, argname: str) -> None:
+    """Raise for NaN entries, where values can be read."""
+    if backend.values_readable(x) and bool(backend.compiled(_any_nan, (0,))(backend, x)):
+        raise ValueError(f"{argname} contains NaN.")
+
+
+def _fewest_unmasked(backend: Backend, axis: int, x: Array) -> Array:
+    xp = backend.xp
+    return xp.min(xp.count_nonzero(x != -math.inf, axis=axis))
+
+
+def check_enough_unmasked(backend: Backend, logits: Array, k: int, axis: int) -> None:
+    """Raise if a row has fewer than ``k`` unmasked categories, where values can be read."""
+    if k == 1 or not backend.values_readable(logits):
+        return
+    fewest = int(backend.compiled(_fewest_unmasked, (0, 1))(backend, axis, logits))
+    if fewest < k:
+        raise ValueError(
+            f"k={k} but a row of logits has only {fewest} unmasked (finite) categories; k "
+            f"distinct categories cannot be drawn from it. Lower k or unmask categories."
+        )
+
+
+def broadcast_pair(
+    backend: Backend, a: Array, b: Array, names: tuple[str, str], axis: int | None
+) -> tuple[Array, Array, int | None]:
+    """Broadcast ``a`` and ``b`` (same library and device) against each other.
+
+    With a category ``axis`` (an axis of the broadcast shape), both must have the same
+    number of categories there: a category axis is never broadcast. Returns the broadcast
+    arrays and the normalised axis.
+    """
+    other = backend_of(a, names[0])
+    if other is not backend:
+        raise TypeError(
+            f"{names[0]} is a {other.name} array but {names[1]} is a {backend.name} array; "
+            f"pass arrays of one library."
+        )
+    da, db = backend.device(a), backend.device(b)
+    if not backend.same_device(da, db):
+        raise ValueError(f"{names[0]} is on device {da} but {names[1]} is on {db}.")
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    ndim = max(len(sa), len(sb))
+    if axis is not None:
+        axis = normalize_axis(axis, ndim, f"the broadcast of {names[0]} and {names[1]}")
+        pa = (1,) * (ndim - len(sa)) + sa
+        pb = (1,) * (ndim - len(sb)) + sb
+        if pa[axis] != pb[axis]:
+            raise ValueError(
+                f"{names[0]} has {pa[axis]} categories along axis {axis} but {names[1]} has "
+                f"{pb[axis]}; a category axis is not broadcast, so they must be equal."
+            )
+        check_categories(pa[axis], names[1], axis)
+    try:
+        shape = np.broadcast_shapes(sa, sb)
+    except ValueError:
+        raise ValueError(
+            f"{names[0]} of shape {sa} and {names[1]} of shape {sb} do not broadcast against "
+            f"each other."
+        ) from None
+    xp = backend.xp
+    if sa != shape:
+        a = xp.broadcast_to(a, shape)
+    if sb != shape:
+        b = xp.broadcast_to(b, shape)
+    return a, b, axis

@@ -170,3 +170,20 @@ def test_jax_jit_with_int_seed_and_array_tau(bk):
     f = jax.jit(lambda l, t: relaxcat.gumbel_softmax(l, t, rng=3))
     y = f(bk.asarray(LOGITS), bk.asarray(np.full((6, 1), 0.5)))
     np.testing.assert_allclose(bk.to_numpy(y).sum(-1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.backends("torch")
+def test_hard_sample_carries_the_gradient_of_an_array_tau_alone(bk):
+    # Logits without gradient, a temperature with one: the straight-through gradient
+    # reaches tau (the soft sample must be computed although the logits need no gradient).
+    torch = bk.lib
+    noise = bk.asarray(NOISE)
+    taus = bk.asarray(np.full((6, 1), 0.7)).requires_grad_(True)
+    y = relaxcat.gumbel_softmax(bk.asarray(LOGITS), taus, hard=True, noise=noise)
+    (y * bk.asarray(W)).sum().backward()
+    soft_taus = bk.asarray(np.full((6, 1), 0.7)).requires_grad_(True)
+    (
+        relaxcat.gumbel_softmax(bk.asarray(LOGITS), soft_taus, noise=noise) * bk.asarray(W)
+    ).sum().backward()
+    assert torch.all(taus.grad != 0)
+    np.testing.assert_allclose(bk.to_numpy(taus.grad), bk.to_numpy(soft_taus.grad), rtol=1e-12)

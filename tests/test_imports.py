@@ -62,3 +62,39 @@ def test_torch_call_imports_neither_jax_nor_cupy():
         print([m for m in ("jax", "cupy", "dask") if m in sys.modules])
     """)
     assert loaded == "[]"
+
+
+def test_distribution_functions_import_no_other_framework():
+    loaded = run(f"""
+        import sys, numpy as np, relaxcat as r
+        x = np.log(np.full((4, 3), 1 / 3, dtype=np.float32))
+        y = np.full((4, 3), 1 / 3, dtype=np.float32)
+        r.log_gumbel_softmax(x, 0.5, rng=0)
+        r.concrete_log_prob(y, x, 0.5)
+        r.exp_concrete_log_prob(np.log(y), x, 0.5)
+        r.relaxed_bernoulli(x, 0.5, hard=True, rng=0)
+        r.relaxed_bernoulli_log_prob(y, x, 0.5)
+        r.sample_categorical(x, rng=0)
+        r.gumbel_topk(x, 2, rng=0)
+        r.relaxed_topk(x, 2, 0.5, hard=True, rng=0)
+        r.relaxed_topk(x, 2, 0.5, method="max", rng=0)
+        r.categorical_kl(x, np.zeros_like(x))
+        print([m for m in {FRAMEWORKS!r} if m in sys.modules])
+    """)
+    assert loaded == "[]"
+
+
+def test_distribution_functions_on_strict_import_no_other_framework():
+    pytest.importorskip("array_api_strict")
+    loaded = run(f"""
+        import sys, array_api_strict as xp, relaxcat as r
+        x = xp.zeros((4, 3))
+        r.log_gumbel_softmax(x, 0.5, rng=0)
+        r.concrete_log_prob(xp.full((4, 3), 1 / 3), x, 0.5)
+        r.relaxed_bernoulli(x, 0.5, rng=0)
+        r.gumbel_topk(x, 2, rng=0)
+        r.relaxed_topk(x, 2, 0.5, method="max", hard=True, rng=0)
+        r.categorical_kl(x, x)
+        print([m for m in {FRAMEWORKS!r} if m in sys.modules])
+    """)
+    assert loaded == "[]"

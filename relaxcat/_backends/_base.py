@@ -12,6 +12,8 @@ An adapter answers the questions the array-API standard leaves open, and nothing
 * **registered gradient rules** - :meth:`Backend.reinmax` attaches an estimator's gradient to
   the one-hot sample. Its generic form below, written with ``stop_gradient``, defines the
   rule; the torch and JAX adapters register the same rule with their autodiff systems.
+* **how to run a pure function** - :meth:`Backend.compiled` may compile the math of one
+  call into a single computation (JAX: ``jax.jit``); the function is the same either way.
 
 The sampling mathematics never lives here: it is written once, in ``relaxcat/_core.py`` and
 ``relaxcat/_estimators.py``, on the array-API namespace :attr:`Backend.xp`.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import math
 import numbers
 import threading
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -143,6 +146,19 @@ class Backend:
         correct 0. NumPy-backed namespaces would warn about it.
         """
         return np.errstate(over="ignore", under="ignore")
+
+    # -- compilation -----------------------------------------------------------------
+    def compiled(
+        self, fn: Callable[..., Any], static_argnums: tuple[int, ...]
+    ) -> Callable[..., Any]:
+        """``fn`` as this library runs it best: here ``fn`` itself.
+
+        ``fn`` is a pure function of arrays; the arguments at ``static_argnums`` are
+        hashable configuration (the adapter, an axis, ``k``, flags). JAX compiles it into
+        one XLA computation, which an eager call would otherwise run op by op. The result
+        is the same function: the semantics live in ``fn`` alone.
+        """
+        return fn
 
     # -- autodiff --------------------------------------------------------------------
     def stop_gradient(self, x: Array) -> Array:

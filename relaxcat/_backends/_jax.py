@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from ._base import Backend, NoiseSource, reinmax_jvp
+
+
+def _find_trace_state_clean() -> Callable[[], bool] | None:
+    """JAX's private "no transformation is tracing" test, or None.
+
+    Looked up defensively, as the torch adapter does with functorch; without it, only
+    tracers count as unreadable.
+    """
+    try:
+        from jax._src import core
+    except ImportError:  # pragma: no cover
+        return None
+    return getattr(core, "trace_state_clean", None)
+
+
+_trace_state_clean = _find_trace_state_clean()
 
 _NEEDS_KEY = (
     "JAX has no global random state, so relaxcat needs a PRNG key for JAX arrays: pass "
@@ -67,6 +84,7 @@ class JaxBackend(Backend):
 
     def __init__(self) -> None:
         super().__init__(jnp)
+        self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def device(self, x: Any) -> Any:
         if isinstance(x, jax.core.Tracer):
@@ -82,7 +100,22 @@ class JaxBackend(Backend):
     def values_readable(self, x: Any) -> bool:
         if isinstance(x, jax.core.Tracer):
             return False
+        # A concrete array captured by a jitted function (a constant tau, say) is not a
+        # tracer, but every operation on it inside the trace gives one: nothing can be
+        # read while any transformation is tracing.
+        if _trace_state_clean is not None and not _trace_state_clean():
+            return False
         return all(d.platform == "cpu" for d in x.devices())
+
+    def compiled(
+        self, fn: Callable[..., Any], static_argnums: tuple[int, ...]
+    ) -> Callable[..., Any]:
+        # Eagerly, every primitive of a function is compiled and dispatched on its own, per
+        # new shape; jit makes that one computation. Inside an enclosing jit it is inlined.
+        key = (fn, static_argnums)
+        if key not in self._compiled:
+            self._compiled[key] = jax.jit(fn, static_argnums=static_argnums)
+        return self._compiled[key]
 
     def stop_gradient(self, x: Any) -> Any:
         return jax.lax.stop_gradient(x)
