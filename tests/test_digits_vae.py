@@ -127,3 +127,16 @@ def test_command_line_writes_results(bk, tmp_path):
     assert result["config"]["steps"] == 30
     assert [r["estimator"] for r in result["runs"]] == ["st"]
     assert math.isfinite(result["runs"][0]["test_neg_elbo"])
+
+
+def test_kl_term_is_relaxcats_categorical_kl(vae, bk):
+    import relaxcat
+
+    rt = vae.make_runtime(bk.name)
+    logits = np.random.default_rng(0).normal(size=(4, 8, 10)).astype(np.float32) * 3
+    x = rt.asarray(logits)
+    expected = relaxcat.categorical_kl(x, rt.xp.zeros_like(x))
+    got = vae.kl_to_uniform(rt.xp, x)
+    np.testing.assert_allclose(
+        bk.to_numpy(got), bk.to_numpy(expected).sum(-1), rtol=1e-5, atol=1e-5
+    )
