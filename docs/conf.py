@@ -54,7 +54,9 @@ html_theme_options = {
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
 }
-html_sidebars = {"**": ["sidebar-nav-bs"]}
+# The section navigation only where there is a section (the guide); wider pages elsewhere.
+_TOP_PAGES = ("index", "api", "estimators", "distributions", "vae", "comparison", "benchmarks")
+html_sidebars: dict[str, list[str]] = {page: [] for page in (*_TOP_PAGES, "scaling")}
 
 # -- pages that other branches bring --------------------------------------------------
 #: Pages that may not exist yet. A toctree line naming an absent one, and a line that
