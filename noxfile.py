@@ -1,4 +1,4 @@
-"""The test matrix: one session per backend, an agreement session, lint, GPU cells, benchmarks.
+"""The test matrix: one session per backend, an agreement session, lint, docs, GPU, benchmarks.
 
 Each ``tests`` cell installs relaxcat plus what ``backends/<name>.txt`` lists and runs the
 whole suite with ``RELAXCAT_BACKENDS=<name>``. Run everything on the CPU with ``nox``.
@@ -54,6 +54,29 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with warnings as errors, into docs/_build/html."""
+    session.install(".", "-r", "docs/requirements.txt")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"
+    )
+
+
+@nox.session(default=False)
+def vae(session: nox.Session) -> None:
+    """The digits VAE on torch and JAX (5 seeds each, about an hour), then docs/vae.md.
+
+    ``nox -s vae -- --steps 2000`` passes options to both runs.
+    """
+    session.install(".[examples]", *requirements("torch", "jax"))
+    for backend in ("torch", "jax"):
+        out = f"docs/data/digits_vae_{backend}.json"
+        args = ["--backend", backend, "--json", out, *session.posargs]
+        session.run("python", "examples/digits_vae.py", *args)
+    session.run("python", "docs/scripts/vae_report.py")
 
 
 @nox.session(default=False)

@@ -2,7 +2,8 @@
 
 Prints which array libraries are installed, draws a soft and a hard sample on each from
 the same float64 noise, checks them against NumPy, and times one call per backend.
-Works with NumPy alone.
+Works with NumPy alone. ``--plot out.png`` also draws samples across temperatures (like
+Figure 1 of Jang et al. 2017); that needs matplotlib, imported only then.
 """
 
 from __future__ import annotations
@@ -117,11 +118,79 @@ def fmt(row: np.ndarray) -> str:
     return "[" + " ".join(f"{v:.3f}" for v in row) + "]"
 
 
+#: The categorical distribution of the temperature figure, and its temperatures.
+PLOT_PROBS = np.array([0.05, 0.1, 0.3, 0.15, 0.25, 0.05, 0.1])
+PLOT_TAUS = (0.1, 0.5, 1.0, 10.0)
+
+
+def temperature_figure(path: str, *, seed: int = 0, draws: int = 100_000) -> dict[str, Any]:
+    """Write the expectation and one sample of the Gumbel-softmax at several temperatures.
+
+    The layout of Figure 1 of Jang et al. (2017): the first column is the categorical
+    distribution (its probabilities, and the one-hot Gumbel-max sample of the shared
+    noise); the others are the Gumbel-softmax at ``PLOT_TAUS``: the mean of ``draws``
+    samples (top) and the sample of that same noise (bottom). Returns the plotted values.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # a file, no window
+    import matplotlib.pyplot as plt
+
+    logits = np.log(PLOT_PROBS)
+    noise = relaxcat.gumbel_noise(np.zeros((draws, PLOT_PROBS.size)), rng=seed)
+    x = np.broadcast_to(logits, noise.shape)
+    means = {tau: relaxcat.gumbel_softmax(x, tau, noise=noise).mean(axis=0) for tau in PLOT_TAUS}
+    samples = {tau: relaxcat.gumbel_softmax(logits, tau, noise=noise[0]) for tau in PLOT_TAUS}
+    one_hot = relaxcat.gumbel_softmax(logits, hard=True, noise=noise[0])
+
+    columns = [("Categorical", PLOT_PROBS, one_hot)]
+    columns += [(f"\u03c4 = {tau:g}", means[tau], samples[tau]) for tau in PLOT_TAUS]
+    fig, axes = plt.subplots(2, len(columns), figsize=(2.3 * len(columns), 4.2), sharey="row")
+    categories = np.arange(1, PLOT_PROBS.size + 1)
+    for j, (title, top, bottom) in enumerate(columns):
+        axes[0, j].bar(categories, top, color="tab:blue")
+        axes[1, j].bar(categories, bottom, color="tab:orange")
+        axes[0, j].set_title(title)
+        axes[1, j].set_ylim(0, 1.05)
+        for ax in axes[:, j]:
+            ax.set_xticks(categories)
+            ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("expectation")
+    axes[1, 0].set_ylabel("sample")
+    fig.suptitle(
+        f"Gumbel-softmax across temperatures (expectation over {draws:,} draws; "
+        "each sample uses the same noise)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return {"probs": PLOT_PROBS, "one_hot": one_hot, "means": means, "samples": samples}
+
+
+def require_matplotlib(parser: argparse.ArgumentParser) -> None:
+    """Stop with a clear message (exit status 2) before any work if matplotlib is absent."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        parser.error(
+            "--plot needs matplotlib, which is not installed: pip install matplotlib "
+            "(the demo itself needs only NumPy; run it without --plot)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m relaxcat", description=__doc__.split("\n")[0])
     parser.add_argument("--tau", type=float, default=0.5, help="temperature (default 0.5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared noise")
+    parser.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="also write a figure of samples at tau = 0.1, 0.5, 1 and 10 (needs matplotlib)",
+    )
     args = parser.parse_args(argv)
+    if args.plot:
+        require_matplotlib(parser)
 
     found, missing = available()
     print(f"relaxcat {relaxcat.__version__}: the Gumbel-softmax on every array library")
@@ -169,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{', jitted for jax' if 'jax' in found else ''}"
         f"{', graph built and computed for dask' if 'dask' in found else ''})"
     )
+    if args.plot:
+        temperature_figure(args.plot, seed=args.seed)
+        print(f"\nwrote {args.plot}: the expectation and one sample at tau = 0.1, 0.5, 1 and 10")
     if all_agree:
         print(
             f"All {len(found)} installed backend(s) agree with NumPy to {TOLERANCE:g} "

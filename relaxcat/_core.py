@@ -89,7 +89,9 @@ def straight_through(backend: Backend, hard: Array, soft: Array) -> Array:
     """``hard`` in the forward pass, the gradient of ``soft`` in the backward pass.
 
     ``hard + (soft - stop_gradient(soft))`` is exactly ``hard`` in floating point, because
-    the bracket is exactly zero; the common ``hard - stop_gradient(soft) + soft`` is not.
+    the bracket is exactly zero, whatever the values. (``hard - stop_gradient(soft) + soft``
+    also happens to round back exactly for entries in [0, 1] under round-to-nearest, but
+    ``(soft + hard) - stop_gradient(soft)`` does not; the bracket form needs no such luck.)
     """
     return hard + (soft - backend.stop_gradient(soft))
 
