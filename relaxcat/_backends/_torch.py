@@ -379,8 +379,9 @@ def _tiny_sample(source: Any, p: Any, hard: bool) -> np.ndarray:
     from ._numpy import sample_, x_minus_log_
 
     e = source.uniform(tuple(p.x.shape), p.dtype).numpy()
-    np.log(e, out=e)
-    np.negative(e, out=e)  # E = -log U, finite except U == 0
+    with np.errstate(divide="ignore"):  # U == 0 (once in 2**24 draws): log gives -inf
+        np.log(e, out=e)
+    np.negative(e, out=e)  # E = -log U, +inf for U == 0, clamped next
     tiny, big = _LIMITS[p.dtype]
     np.clip(e, tiny, big, out=e)
     s = x_minus_log_(p.x.numpy(), e)
