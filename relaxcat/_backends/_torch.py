@@ -146,7 +146,10 @@ class TorchSource:
     def log_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """``log(clip(E, tiny, max))`` in one buffer: the generic formula, in place."""
         tiny, big = _LIMITS[dtype]
-        return self.standard_exponential(shape, dtype).clamp_(tiny, big).log_()
+        e = self.standard_exponential(shape, dtype)
+        if _functorch_active():  # vmap has no batching rule for clamp_: a slow fallback, warned
+            return e.clamp(tiny, big).log()
+        return e.clamp_(tiny, big).log_()
 
     def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
         if self._kernels():
