@@ -430,11 +430,19 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" in groups:
         rows += memory_rows()
 
+    notes = []
+    for r in rows:
+        if "floor_us" in r.extra:
+            notes.append(f"NumPy 1x10: the hand-written floor takes {r.extra['floor_us']:.1f} us")
+        if "F_us" in r.extra:
+            notes.append(f"torch 1x10: F.gumbel_softmax takes {r.extra['F_us']:.1f} us")
     table = [HEADER, *[fmt_row(r) for r in rows]]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
     for line in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
     print(f"\nmachine: {machine()}")
+    for note in notes:
+        print(note)
     print(
         "ratio = anchor time / relaxcat time (>= 1: relaxcat faster); memory: peak growth "
         "during one forward call / logits bytes; overhead: relaxcat minus softmax per call"
@@ -446,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             for line in table[1:]:
                 fh.write("| " + " | ".join(line) + " |\n")
             fh.write(f"\nMachine: {machine()}.\n")
+            for note in notes:
+                fh.write(f"{note}.\n")
     return 0
 
 
