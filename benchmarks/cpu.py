@@ -408,7 +408,7 @@ HEADER = ["row", "shape", "anchor", "relaxcat", "anchor time", "ratio", "target"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=15, help="timed repetitions per candidate")
+    parser.add_argument("--reps", type=int, default=31, help="timed repetitions per candidate")
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
     parser.add_argument(
         "--only",
