@@ -13,7 +13,7 @@ import nox
 
 ROOT = Path(__file__).parent
 BACKENDS = ROOT / "backends"
-CPU_BACKENDS = ["numpy", "array_api_strict", "torch", "jax"]
+CPU_BACKENDS = ["numpy", "array_api_strict", "torch", "jax", "dask"]
 GPU_BACKENDS = ["cupy", "torch", "jax"]
 
 nox.options.default_venv_backend = "virtualenv"  # pip inside: it sees the local torch wheel
@@ -49,8 +49,8 @@ def agreement(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and mypy on the package (with torch and jax for their types)."""
-    session.install("ruff", "mypy", ".", *requirements("torch", "jax"))
+    """ruff (lint and format) and mypy on the package (with torch, jax and dask for their types)."""
+    session.install("ruff", "mypy", ".", *requirements("torch", "jax", "dask"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -116,3 +116,14 @@ def estimators(session: nox.Session) -> None:
     """
     session.install(".", *requirements("torch"), "matplotlib>=3.8")
     session.run("python", "benchmarks/estimators.py", *session.posargs)
+
+
+@nox.session(default=False)
+def dask_bench(session: nox.Session) -> None:
+    """Dask scaling benchmark: 200 million logits on a LocalCluster with 1, then 2 workers.
+
+    Not in the default run: it takes minutes and most of the machine. Options go through,
+    e.g. ``nox -s dask_bench -- --markdown dask-benchmark.md`` (see benchmarks/dask_scale.py).
+    """
+    session.install(".", *requirements("dask"))
+    session.run("python", "benchmarks/dask_scale.py", *session.posargs)

@@ -21,7 +21,7 @@ import numpy as np
 
 import relaxcat
 
-CANDIDATES = ("numpy", "torch", "jax", "cupy", "array_api_strict")
+CANDIDATES = ("numpy", "torch", "jax", "cupy", "array_api_strict", "dask")
 TOLERANCE = 1e-12
 
 
@@ -46,7 +46,7 @@ def available() -> tuple[dict[str, Any], dict[str, str]]:
             missing[name] = why
             continue
         try:
-            found[name] = importlib.import_module(name)
+            found[name] = importlib.import_module("dask.array" if name == "dask" else name)
         except Exception as exc:  # a broken install must not break the demo
             missing[name] = f"fails to import ({type(exc).__name__}: {exc})"
     if "jax" in found:
@@ -60,6 +60,8 @@ def available() -> tuple[dict[str, Any], dict[str, str]]:
 def to_backend(name: str, module: Any, a: np.ndarray) -> Any:
     if name == "torch":
         return module.as_tensor(a)
+    if name == "dask":  # rows and categories each split in two chunks
+        return module.from_array(a, chunks=tuple(max(1, -(-d // 2)) for d in a.shape))
     return module.asarray(a)
 
 
@@ -70,6 +72,8 @@ def to_numpy(name: str, y: Any) -> np.ndarray:
         import cupy
 
         return cupy.asnumpy(y)
+    if name == "dask":
+        return np.asarray(y.compute())
     return np.asarray(y)
 
 
@@ -88,6 +92,8 @@ def time_one_call(name: str, module: Any, fn: Callable[[], Any]) -> float:
         sync = lambda y: y.block_until_ready()
     elif name == "cupy":
         sync = lambda y: module.cuda.Device().synchronize()
+    elif name == "dask":
+        sync = lambda y: y.compute()  # the call only builds the graph
     for _ in range(3):
         sync(fn())
     times = []
@@ -229,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(
         f"\n(call = median time of one soft sample of 256x1000 float32 logits"
-        f"{', jitted for jax' if 'jax' in found else ''})"
+        f"{', jitted for jax' if 'jax' in found else ''}"
+        f"{', graph built and computed for dask' if 'dask' in found else ''})"
     )
     if args.plot:
         temperature_figure(args.plot, seed=args.seed)

@@ -77,13 +77,11 @@ def scaled_softmax(xp: Any, s: Array, row_max: Array, tau: Any, axis: int) -> Ar
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
-def one_hot_argmax(xp: Any, s: Array, axis: int, dtype: Any, device: Any) -> Array:
+def one_hot_argmax(backend: Backend, s: Array, axis: int, dtype: Any, device: Any) -> Array:
     """Exact one-hot of ``argmax(s)`` along ``axis``; ties go to the first index."""
+    xp = backend.xp
     index = xp.argmax(s, axis=axis, keepdims=True)
-    n = s.shape[axis]
-    shape = [1] * s.ndim
-    shape[axis] = n
-    positions = xp.reshape(xp.arange(n, dtype=index.dtype, device=device), tuple(shape))
+    positions = backend.positions(s.shape[axis], axis, s.ndim, index.dtype, device)
     return xp.astype(positions == index, dtype)
 
 
@@ -133,8 +131,15 @@ class Prepared:
         check_finite_rows(self.backend, row_max, self.logits, self.axis, noise_given)
 
     def out(self, y: Array) -> Array:
-        """Cast back to the logits' dtype (a no-op unless they are float16 or bfloat16)."""
-        return y if y.dtype == self.logits.dtype else self.xp.astype(y, self.logits.dtype)
+        """``y`` in the logits' dtype and layout.
+
+        Half precision is computed in float32 and cast back here; a Dask result is
+        rechunked to the logits' chunks if a step changed them (an argsort along a split
+        category axis gathers that axis into one chunk).
+        """
+        if y.dtype != self.logits.dtype:
+            y = self.xp.astype(y, self.logits.dtype)
+        return self.backend.align(y, self.device)
 
 
 # -- public API ----------------------------------------------------------------------
@@ -152,7 +157,9 @@ def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: A
     ----------
     like : array
         A real floating array of any supported library. The noise has its namespace,
-        device and dtype (float16 and bfloat16 noise is drawn in float32 and cast).
+        device and dtype (float16 and bfloat16 noise is drawn in float32 and cast). For a
+        Dask array it has ``like``'s chunks, and so does noise of shape ``(m, *like.shape)``
+        on its last axes; for a sharded JAX array, eagerly, ``like``'s sharding.
     shape : tuple of int, optional
         Shape of the noise. Defaults to ``like.shape``.
     rng : None, int, or generator, optional
@@ -210,8 +217,9 @@ def gumbel_softmax(
     :math:`\mathrm{Categorical}(\mathrm{softmax}(\ell))`.
 
     Works on NumPy, PyTorch (CPU or CUDA), JAX (also under ``jit``, ``vmap`` and
-    ``grad``), CuPy and any array-API library, and returns the same type, dtype and device
-    as ``logits``. float16 and bfloat16 are computed in float32 and cast back.
+    ``grad``, and on sharded arrays), CuPy, Dask and any array-API library, and returns the
+    same type, dtype and device as ``logits`` (for Dask: the same chunks; the call builds a
+    graph and computes nothing). float16 and bfloat16 are computed in float32 and cast back.
 
     Parameters
     ----------
@@ -223,8 +231,9 @@ def gumbel_softmax(
     tau : float or array, default 1.0
         Temperature > 0. An array must broadcast against ``logits`` with size 1 along
         ``axis``, e.g. per-row temperatures of shape ``(B, 1)``. Array values are checked
-        where they can be read; inside ``jax.jit`` or ``torch.compile``, or on a GPU, they
-        cannot, and a value <= 0 there gives NaN or inf rather than an error.
+        where they can be read; inside ``jax.jit`` or ``torch.compile``, on a GPU, or in a
+        Dask graph, they cannot, and a value <= 0 there gives NaN or inf rather than an
+        error.
     hard : bool, default False
         If True, return the exact one-hot :math:`\mathrm{onehot}(\arg\max(\ell + g))`
         (every entry exactly 0.0 or 1.0, ties to the first index), a draw from
@@ -237,9 +246,12 @@ def gumbel_softmax(
         OS entropy; PyTorch: torch's default generator, so ``torch.manual_seed`` applies),
         an int seed, a ``numpy.random.Generator`` (NumPy and array-API libraries without
         their own RNG), a ``torch.Generator`` on the logits' device, a CuPy ``Generator``
-        or ``RandomState``, or a JAX PRNG key, typed (``jax.random.key``) or raw
-        (``jax.random.PRNGKey``). JAX has no hidden state, so ``rng=None`` raises
-        ``TypeError`` for JAX arrays. The same seed gives the same sample.
+        or ``RandomState``, a JAX PRNG key, typed (``jax.random.key``) or raw
+        (``jax.random.PRNGKey``), or for Dask arrays a ``dask.array.random.Generator`` or
+        a ``numpy.random.Generator`` (Dask draws with the logits' chunks, one stream per
+        chunk; ``None`` is fresh entropy). JAX has no hidden state, so ``rng=None`` raises
+        ``TypeError`` for JAX arrays. The same seed gives the same sample (on Dask: for the
+        same chunking; another chunking gives another sample).
     noise : array, optional
         Explicit standard-Gumbel noise of the logits' shape, library and device (see
         :func:`gumbel_noise`). It overrides ``rng``. Use it under ``torch.compile``, to
@@ -352,7 +364,7 @@ def generic_gumbel_softmax(p: Prepared, rng: Any, noise: Any, hard: bool) -> Arr
         if soft_needed or backend.values_readable(s):
             m = xp.max(s, axis=p.axis, keepdims=True)
             p.check_rows(m, noise is not None)
-        hot = one_hot_argmax(xp, s, p.axis, p.dtype, p.device) if hard else None
+        hot = one_hot_argmax(backend, s, p.axis, p.dtype, p.device) if hard else None
         if not soft_needed:
             return p.out(hot)  # no gradient to carry: the soft sample is not needed
         y = scaled_softmax(xp, s, m, p.tau, p.axis)

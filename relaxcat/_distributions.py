@@ -919,7 +919,7 @@ def _successive_topk(
         total = prob if total is None else total + prob
         if j + 1 == k:
             break
-        top = one_hot_argmax(xp, a, axis, xp.bool, device)
+        top = one_hot_argmax(backend, a, axis, xp.bool, device)
         c = backend.stop_gradient(xp.max(xp.where(top, -INF, a), axis=axis, keepdims=True))
         rest = xp.where(top, -INF, xp.clip(divide_by_tau(xp, a - c, tau), min=-big / 2))
         log_rest = xp.log(xp.sum(xp.exp(rest), axis=axis, keepdims=True))
@@ -946,7 +946,7 @@ def _max_of_masked_draws(
         draw = s[j, ...]
         if chosen is not None:
             draw = xp.where(chosen, -INF, draw)
-        pick = one_hot_argmax(xp, draw, axis, xp.bool, device)
+        pick = one_hot_argmax(backend, draw, axis, xp.bool, device)
         if soft_needed:
             m = backend.stop_gradient(xp.max(draw, axis=axis, keepdims=True))
             soft = scaled_softmax(xp, draw, m, tau, axis)

@@ -54,7 +54,7 @@ def estimator_sample(
     with backend.errstate():
         if backend.values_readable(s):
             p.check_rows(xp.max(s, axis=p.axis, keepdims=True), noise is not None)
-        hot = one_hot_argmax(xp, s, p.axis, p.dtype, p.device)
+        hot = one_hot_argmax(backend, s, p.axis, p.dtype, p.device)
         if not backend.tracks_gradients(p.x):
             return p.out(hot)  # no gradient to carry: the surrogate is not needed
         if estimator == "reinmax":

@@ -120,7 +120,7 @@ def check_tau(
             f"{argname} contains values that are <= 0, inf or NaN; every temperature must "
             f"be a finite number > 0."
         )
-    return xp.reshape(tau, padded)
+    return backend.align(xp.reshape(tau, padded), backend.device(logits))
 
 
 def check_finite_rows(
@@ -184,7 +184,7 @@ def check_noise(
         )
     if noise.dtype != dtype:
         noise = xp.astype(noise, dtype)
-    return noise
+    return backend.align(noise, logits_device)
 
 
 #: Gradient estimators for ``hard=True`` samples, in the order the docs list them.
@@ -193,6 +193,8 @@ ESTIMATORS = ("st", "reinmax", "gumbel_rao")
 
 def check_estimator(estimator: object, samples: object, hard: bool) -> tuple[str, int]:
     """Validate ``estimator`` and ``samples``; return them as ``(name, int)``."""
+    if type(estimator) is str and estimator == "st" and type(samples) is int and samples == 1:
+        return "st", 1  # the defaults, on every call: no message is built
     valid = ", ".join(repr(name) for name in ESTIMATORS)
     if not isinstance(estimator, str):
         raise TypeError(f"estimator must be a string, one of {valid}; got {estimator!r}.")

@@ -5,6 +5,11 @@ environment variable ``RELAXCAT_BACKENDS`` (comma-separated, e.g. ``numpy,torch`
 selected backend that is absent is skipped with the reason in the summary. Tests ask for
 the ``bk`` fixture, a :class:`Harness` that makes arrays of its library on the test device
 (``RELAXCAT_TEST_DEVICE=cuda`` runs torch and JAX on the GPU; CuPy is always on the GPU).
+
+Dask arrays are made with every axis of two or more elements split into two chunks, so
+the category axis is split in every test. While a Dask test runs, Dask's scheduler is one
+that raises: relaxcat must not compute anything during a call. Only the harness reads
+results (``to_numpy``), with the synchronous scheduler named explicitly.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-KNOWN = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+KNOWN = ("numpy", "array_api_strict", "torch", "jax", "cupy", "dask")
 AUTODIFF = ("torch", "jax")
 #: Backends with each half-precision dtype (for ``backends(...)`` marks on parameters).
-HALF = {"float16": ("numpy", "torch", "jax", "cupy"), "bfloat16": ("torch", "jax")}
+HALF = {"float16": ("numpy", "torch", "jax", "cupy", "dask"), "bfloat16": ("torch", "jax")}
+#: Backends whose values relaxcat never reads (lazy graphs), beside arrays on a GPU.
+LAZY = ("dask",)
 
 
 def selected_backends() -> tuple[str, ...]:
@@ -91,6 +98,11 @@ class Harness:
 
             self.device = cupy.cuda.Device(0)
             self.lib = cupy
+        elif name == "dask":
+            import dask.array
+
+            self.device = None
+            self.lib = dask.array
         else:
             self.lib = importlib.import_module(name)
             self.device = None
@@ -114,7 +126,15 @@ class Harness:
             return arr if dtype is None else arr.astype(self.dtype(dtype))
         if self.name == "array_api_strict":
             return self.lib.asarray(a, dtype=None if dtype is None else self.dtype(dtype))
+        if self.name == "dask":
+            a = a if dtype is None else a.astype(dtype)
+            return self.lib.from_array(a, chunks=self.halves(a.shape))
         return a if dtype is None else a.astype(dtype)
+
+    @staticmethod
+    def halves(shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Dask chunk sizes that split every axis of two or more elements in two."""
+        return tuple(max(1, -(-d // 2)) for d in shape)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         if self.name == "torch":
@@ -124,6 +144,11 @@ class Harness:
             return x.numpy()
         if self.name == "cupy":
             return self.lib.asnumpy(x)
+        if self.name == "dask":
+            # The synchronous scheduler runs the tasks here, inside the errstate that
+            # relaxcat's other backends apply during a call (see relaxcat/_backends/_dask.py).
+            with np.errstate(over="ignore", under="ignore"):
+                return np.asarray(x.compute(scheduler="sync"))
         if self.name == "jax" and x.dtype == self.lib.bfloat16:
             x = x.astype(self.lib.float32)
         return np.asarray(x)
@@ -134,7 +159,7 @@ class Harness:
             return self.lib.Generator(device=self.device).manual_seed(seed)
         if self.name == "jax":
             return self.jax.random.key(seed)
-        if self.name == "cupy":
+        if self.name in ("cupy", "dask"):
             return self.lib.random.default_rng(seed)
         return np.random.default_rng(seed)
 
@@ -149,6 +174,8 @@ class Harness:
         assert y.dtype == like.dtype, (y.dtype, like.dtype)
         assert tuple(y.shape) == tuple(like.shape)
         assert self.device_of(y) == self.device_of(like)
+        if self.name == "dask":
+            assert y.chunks == like.chunks, (y.chunks, like.chunks)
 
 
 def _params() -> list[Any]:
@@ -165,8 +192,31 @@ def bk(request: pytest.FixtureRequest) -> Harness:
     return Harness(request.param)
 
 
+def _computing_is_forbidden(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError(
+        "a Dask graph was computed during a relaxcat call; calls on Dask arrays must stay lazy"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _dask_stays_lazy(request: pytest.FixtureRequest) -> Any:
+    """For Dask variants: any compute not asked for by the harness fails the test."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or callspec.params.get("bk") != "dask":
+        yield
+        return
+    import dask
+
+    with dask.config.set(scheduler=_computing_is_forbidden):
+        yield
+
+
 def _on_gpu(name: str) -> bool:
     return name == "cupy" or (test_device() == "cuda" and name in ("torch", "jax"))
+
+
+def _values_unreadable(name: str) -> bool:
+    return _on_gpu(name) or name in LAZY
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -175,7 +225,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "host_values: needs values relaxcat can read (not run where arrays live on a GPU)",
+        "host_values: needs values relaxcat can read (not run on a GPU, nor on Dask)",
     )
     config.addinivalue_line(
         "markers", "cuda_kernels: exercises the fused CUDA kernels (runs only on a GPU)"
@@ -187,8 +237,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     A variant is dropped when its backend is not selected by ``RELAXCAT_BACKENDS``, when a
     ``backends(...)`` marker excludes it (a torch-only test has no NumPy variant), or when
-    it needs host-readable values and the backend's arrays live on a GPU. Skips are kept
-    for one case only: a selected backend that is not installed.
+    it needs host-readable values and the backend's arrays live on a GPU or in a lazy Dask
+    graph. Skips are kept for one case only: a selected backend that is not installed.
     """
     selected = set(selected_backends())
     keep, drop = [], []
@@ -198,7 +248,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         applies = name is None or (
             name in selected
             and all(name in m.args for m in item.iter_markers("backends"))
-            and not (_on_gpu(name) and any(True for _ in item.iter_markers("host_values")))
+            and not (
+                _values_unreadable(name) and any(True for _ in item.iter_markers("host_values"))
+            )
             and (_on_gpu(name) or not any(True for _ in item.iter_markers("cuda_kernels")))
         )
         (keep if applies else drop).append(item)

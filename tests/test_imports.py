@@ -98,3 +98,15 @@ def test_distribution_functions_on_strict_import_no_other_framework():
         print([m for m in {FRAMEWORKS!r} if m in sys.modules])
     """)
     assert loaded == "[]"
+
+
+def test_dask_call_imports_no_other_framework():
+    pytest.importorskip("dask", reason="dask is not installed")
+    loaded = run("""
+        import sys, dask.array as da, relaxcat
+        x = da.zeros((4, 6), chunks=(2, 3))
+        relaxcat.gumbel_softmax(x, 0.5, hard=True, rng=0).compute()
+        relaxcat.relaxed_topk(x, 2, 0.5, rng=0).compute()
+        print([m for m in ("torch", "jax", "cupy") if m in sys.modules])
+    """)
+    assert loaded == "[]"

@@ -13,7 +13,6 @@ Contract of this layer:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ from ._base import Array, Backend, NoiseSource, library_of
 __all__ = ["Array", "Backend", "NoiseSource", "backend_of", "library_of"]
 
 # packages that define array types and have an adapter module ``_<package>.py``
-_ADAPTERS = ("numpy", "torch", "jax", "cupy")
+_ADAPTERS = ("numpy", "torch", "jax", "cupy", "dask")
 
 _by_type: dict[type, Backend] = {}
 _by_library: dict[str, Backend] = {}
@@ -46,6 +45,10 @@ def _adapter_class(library: str) -> Callable[[], Backend]:
         from ._jax import JaxBackend
 
         return JaxBackend
+    if library == "dask":
+        from ._dask import DaskBackend
+
+        return DaskBackend
     from ._cupy import CupyBackend
 
     return CupyBackend
@@ -70,14 +73,10 @@ def _identify(tp: type, x: Any, argname: str) -> Backend:
         ("torch", aac.is_torch_array),
         ("jax", aac.is_jax_array),
         ("cupy", aac.is_cupy_array),
+        ("dask", aac.is_dask_array),
     ):
         if check(x):
             return _load(name)
-    if "dask" in sys.modules and aac.is_dask_array(x):
-        raise TypeError(
-            f"{argname} is a Dask array; Dask support arrives with relaxcat's Dask adapter. "
-            f"Compute it first ({argname}.compute()) or pass a NumPy array."
-        )
     try:
         xp = aac.array_namespace(x)
     except TypeError:

@@ -134,6 +134,24 @@ class Backend:
     def same_device(self, a: Any, b: Any) -> bool:
         return bool(a == b)
 
+    def align(self, a: Array, device: Any) -> Array:
+        """``a``, already on ``device``, laid out to combine element-wise with the logits.
+
+        Explicit noise and array temperatures pass through here, so that a result keeps
+        the logits' layout. Here ``a`` itself; Dask rechunks it to the logits' chunks.
+        """
+        return a
+
+    def positions(self, n: int, axis: int, ndim: int, dtype: Any, device: Any) -> Array:
+        """``0, 1, ..., n - 1`` along ``axis`` of an ``ndim``-d array, size 1 elsewhere.
+
+        Compared with an argmax to build a one-hot. Dask lays it out in the chunks of the
+        category axis, so that the one-hot has the logits' chunks.
+        """
+        shape = [1] * ndim
+        shape[axis] = n
+        return self.xp.reshape(self.xp.arange(n, dtype=dtype, device=device), tuple(shape))
+
     # -- values ----------------------------------------------------------------------
     def values_readable(self, x: Array) -> bool:
         """Whether ``bool(...)`` on a reduction of ``x`` is cheap and allowed right now."""

@@ -1,4 +1,11 @@
-"""JAX adapter: explicit PRNG keys (typed or raw), ``lax.stop_gradient``, tracer awareness."""
+"""JAX adapter: explicit PRNG keys (typed or raw), ``lax.stop_gradient``, tracer awareness.
+
+Sharded arrays: the "device" of an array that spans several devices is its ``Sharding``.
+Noise for it is generated with that sharding, each device drawing its own block (JAX's
+random bits do not depend on how an array is sharded, so the sample equals the unsharded
+one for the same key). Under ``jax.jit`` the placement is the compiler's: XLA's sharding
+propagation partitions the generator like the logits it is added to.
+"""
 
 from __future__ import annotations
 
@@ -54,10 +61,32 @@ class JaxSource:
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
         key = jax.random.fold_in(self.key, self.count)
         self.count += 1
+        if isinstance(self.device, jax.sharding.Sharding) and not isinstance(key, jax.core.Tracer):
+            return sharded_exponential(key, shape, dtype, self.device)
         draws = jax.random.exponential(key, shape, dtype)
         if isinstance(self.device, jax.Device) and not isinstance(draws, jax.core.Tracer):
             draws = jax.device_put(draws, self.device)
         return draws
+
+
+_exponential_by_sharding: dict[Any, Callable[..., Any]] = {}
+
+
+def sharded_exponential(key: Any, shape: tuple[int, ...], dtype: Any, sharding: Any) -> Any:
+    """Exp(1) draws laid out with ``sharding``, each device generating its own block.
+
+    A shape that the sharding cannot split (the ``(samples, *shape)`` draws of Gumbel-Rao,
+    say) is drawn as usual and left to JAX to place.
+    """
+    try:
+        sharding.shard_shape(shape)
+    except (ValueError, TypeError, IndexError):
+        return jax.random.exponential(key, shape, dtype)
+    draw = _exponential_by_sharding.get(sharding)
+    if draw is None:
+        draw = jax.jit(jax.random.exponential, static_argnums=(1, 2), out_shardings=sharding)
+        _exponential_by_sharding[sharding] = draw
+    return draw(key, shape, dtype)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
@@ -93,6 +122,11 @@ class JaxBackend(Backend):
 
     def same_device(self, a: Any, b: Any) -> bool:
         return a is None or b is None or a == b
+
+    def positions(self, n: int, axis: int, ndim: int, dtype: Any, device: Any) -> Any:
+        if not isinstance(device, jax.Device):
+            device = None  # a sharding of the logits does not fit a 1-d arange; JAX places it
+        return super().positions(n, axis, ndim, dtype, device)
 
     def errstate(self) -> Any:
         return contextlib.nullcontext()

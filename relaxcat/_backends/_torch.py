@@ -146,7 +146,10 @@ class TorchSource:
     def log_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """``log(clip(E, tiny, max))`` in one buffer: the generic formula, in place."""
         tiny, big = _LIMITS[dtype]
-        return self.standard_exponential(shape, dtype).clamp_(tiny, big).log_()
+        e = self.standard_exponential(shape, dtype)
+        if _functorch_active():  # vmap has no batching rule for clamp_: a slow fallback, warned
+            return e.clamp(tiny, big).log()
+        return e.clamp_(tiny, big).log_()
 
     def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
         if self._kernels():
@@ -379,8 +382,9 @@ def _tiny_sample(source: Any, p: Any, hard: bool) -> np.ndarray:
     from ._numpy import sample_, x_minus_log_
 
     e = source.uniform(tuple(p.x.shape), p.dtype).numpy()
-    np.log(e, out=e)
-    np.negative(e, out=e)  # E = -log U, finite except U == 0
+    with np.errstate(divide="ignore"):  # U == 0 (once in 2**24 draws): log gives -inf
+        np.log(e, out=e)
+    np.negative(e, out=e)  # E = -log U, +inf for U == 0, clamped next
     tiny, big = _LIMITS[p.dtype]
     np.clip(e, tiny, big, out=e)
     s = x_minus_log_(p.x.numpy(), e)
