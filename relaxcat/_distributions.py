@@ -328,13 +328,7 @@ def concrete_log_prob(y: Array, logits: Array, tau: float | Array, *, axis: int 
     inf
 
     """
-    d = _Pair(y, logits, ("y", "logits"), axis, tau)
-    backend, ax = d.backend, _axis(d)
-    check_logits_rows(backend, d.b, ax)
-    check_no_nan(backend, d.a, "y")
-    with backend.errstate():
-        r = backend.compiled(_concrete_log_prob, (0, 1))(backend, ax, d.a, d.b, d.tau)
-    return d.out(r)
+    return _concrete_density(_concrete_log_prob, y, "y", logits, tau, axis)
 
 
 def _concrete_log_prob(backend: Backend, ax: int, y: Array, x: Array, tau: Any) -> Array:
@@ -424,12 +418,19 @@ def exp_concrete_log_prob(
     True
 
     """
-    d = _Pair(log_y, logits, ("log_y", "logits"), axis, tau)
+    return _concrete_density(_exp_concrete_log_prob, log_y, "log_y", logits, tau, axis)
+
+
+def _concrete_density(
+    kernel: Any, point: Any, name: str, logits: Any, tau: Any, axis: int
+) -> Array:
+    """Check ``point`` (``y`` or ``log_y``) and ``logits``, then evaluate ``kernel`` on them."""
+    d = _Pair(point, logits, (name, "logits"), axis, tau)
     backend, ax = d.backend, _axis(d)
     check_logits_rows(backend, d.b, ax)
-    check_no_nan(backend, d.a, "log_y")
+    check_no_nan(backend, d.a, name)
     with backend.errstate():
-        r = backend.compiled(_exp_concrete_log_prob, (0, 1))(backend, ax, d.a, d.b, d.tau)
+        r = backend.compiled(kernel, (0, 1))(backend, ax, d.a, d.b, d.tau)
     return d.out(r)
 
 
