@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
+
+from .._noise import numpy_exponential
 
 Array = Any
 
@@ -37,14 +40,16 @@ class NoiseSource(Protocol):
     """Draws i.i.d. Exp(1) variates; the one random primitive every backend provides.
 
     A source may also define ``standard_gumbel(shape, dtype)``, a native version of
-    ``-log(clip(E, tiny, max))`` that must give the same values as that formula applied to
+    ``-log(clip(E, E_MIN, E_MAX))`` that must give the same values as that formula applied to
     its own ``standard_exponential`` draws (a test holds it to this).
     """
 
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Array:
         """Return Exp(1) draws of ``shape`` and ``dtype`` on the source's device.
 
-        The draws may contain exact zeros or ``inf``; the caller clamps them.
+        The draws must resolve both tails of ``E`` at 53 bits or finer before rounding to
+        ``dtype`` (see ``relaxcat/_noise.py``). They may contain an exact zero (with
+        probability about 2**-53 per draw); the caller clamps to ``[E_MIN, E_MAX]``.
         """
         ...
 
@@ -64,9 +69,13 @@ def is_seed(rng: object) -> bool:
 
 
 def check_seed(seed: int) -> int:
+    """``seed`` as a Python int in ``[0, 2**64)``: every such seed gives its own noise."""
     seed = int(seed)
-    if seed < 0:
-        raise ValueError(f"rng={seed}: an integer seed must be non-negative.")
+    if not 0 <= seed < 2**64:
+        raise ValueError(
+            f"rng={seed}: an integer seed must be in [0, 2**64); reduce it first, e.g. "
+            f"rng=seed % 2**64, or pass a generator."
+        )
     return seed
 
 
@@ -82,14 +91,23 @@ class NumpyGeneratorSource:
 
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Array:
         if self.xp is None:
-            return self.generator.standard_exponential(size=shape, dtype=dtype)
+            return numpy_exponential(self.generator, shape, dtype)
         np_dtype = np.float32 if self.xp.finfo(dtype).bits == 32 else np.float64
-        draws = self.generator.standard_exponential(size=shape, dtype=np_dtype)
+        draws = numpy_exponential(self.generator, shape, np_dtype)
         return self.xp.asarray(draws, device=self.device)
 
 
 _default_numpy_generator: np.random.Generator | None = None
 _default_lock = threading.Lock()
+
+
+def _forget_default_generator() -> None:
+    """A forked child seeds its own generator: otherwise every worker draws the same noise."""
+    global _default_numpy_generator
+    _default_numpy_generator = None
+
+
+os.register_at_fork(after_in_child=_forget_default_generator)
 
 
 def default_numpy_generator() -> np.random.Generator:

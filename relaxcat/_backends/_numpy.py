@@ -1,4 +1,4 @@
-"""NumPy adapter: NumPy's own ``Generator`` (ziggurat exponentials), no autodiff.
+"""NumPy adapter: NumPy's own ``Generator`` (float64 ziggurat exponentials), no autodiff.
 
 The fast path works in place on one buffer: the exponential draws become ``x + g`` and then
 the sample, so a call allocates one array the size of the logits (plus row reductions).
@@ -14,13 +14,8 @@ from typing import Any
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 
+from .._noise import numpy_exponential
 from ._base import Backend, NoiseSource, NumpyGeneratorSource
-
-_TINY: dict[Any, Any] = {
-    np.dtype(np.float32): np.finfo(np.float32).smallest_normal,
-    np.dtype(np.float64): np.finfo(np.float64).smallest_normal,
-}
-
 
 _SMALL = 1 << 14
 
@@ -50,9 +45,9 @@ class NumpyBackend(Backend):
     def fast_gumbel_softmax(self, prepared: Any, rng: object, noise: object, hard: bool) -> Any:
         p = prepared
         if noise is None:
-            e = self.generator(rng).standard_exponential(size=p.x.shape, dtype=p.dtype)
-            # Ziggurat draws are finite, so maximum() is the generic clip(E, tiny, max).
-            np.maximum(e, _TINY[e.dtype], out=e)
+            # float64 draws rounded into the buffer, floored at E_MIN; the float64 ziggurat
+            # stays below E_MAX, so this is the generic clip(E, E_MIN, E_MAX).
+            e = numpy_exponential(self.generator(rng), p.x.shape, p.dtype)
             s = x_minus_log_(p.x, e)
         else:
             from .._validation import check_noise
