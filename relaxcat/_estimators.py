@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._backends import Array, NoiseSource
-from ._noise import E_MAX, E_MIN
+from ._noise import clamp_exponential
 from ._core import Prepared, one_hot_argmax, scaled_softmax, source_gumbel
 
 __all__ = ["conditional_gumbel", "estimator_sample"]
@@ -119,7 +119,7 @@ def conditional_gumbel(xp: Any, logits: Array, hot: Array, e: Array, axis: int) 
     In exact arithmetic every category other than ``D`` ends strictly below it; in float32 a
     category within rounding error of ``D`` may tie with it.
     """
-    log_e = xp.log(xp.clip(e, E_MIN, E_MAX))
+    log_e = xp.log(clamp_exponential(xp, e))
     row_max = xp.max(logits, axis=axis, keepdims=True)
     log_z = row_max + xp.log(xp.sum(xp.exp(logits - row_max), axis=axis, keepdims=True))
     log_p = logits - log_z

@@ -28,6 +28,7 @@ __all__ = [
     "E_MAX",
     "E_MIN",
     "U_MIN",
+    "clamp_exponential",
     "exponential_from_words",
     "gumbel_from_exponential",
     "numpy_exponential",
@@ -45,9 +46,18 @@ _TWO_M64 = 2.0**-64
 _TWO_M65 = 2.0**-65
 
 
+def clamp_exponential(xp: Any, e: Any) -> Any:
+    """``E`` clipped to ``[E_MIN, E_MAX]``.
+
+    The bounds are written as literals: ``torch.compile`` turns float globals into symbolic
+    inputs, which array-api-compat's ``clip`` cannot take under ``fullgraph=True``.
+    """
+    return xp.clip(e, 2.0**-56, 64.0)
+
+
 def gumbel_from_exponential(xp: Any, e: Any) -> Any:
     """``-log(E)``, with ``E`` clamped to ``[E_MIN, E_MAX]`` so the noise is always finite."""
-    return -xp.log(xp.clip(e, E_MIN, E_MAX))
+    return -xp.log(clamp_exponential(xp, e))
 
 
 def exponential_from_words(xp: Any, hi: Any, lo: Any, dtype: Any) -> Any:
@@ -84,9 +94,9 @@ def numpy_exponential(
     and the extra memory is one block. The float64 ziggurat never exceeds 45, so only the
     lower clamp can act.
     """
-    dtype = np.dtype(dtype)
     if out is None:
         out = np.empty(shape, dtype)
+    dtype = out.dtype
     flat = out.reshape(-1)  # a view: ``out`` is contiguous
     if dtype == np.float64:
         generator.standard_exponential(out=flat)

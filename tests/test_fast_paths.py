@@ -173,15 +173,22 @@ def test_torch_block_rng_is_reproducible_and_thread_independent(bk):
 
 @pytest.mark.backends("torch")
 @pytest.mark.host_values
-def test_torch_block_uniforms_are_on_the_float32_grid(bk):
+def test_torch_block_exponentials_have_float64_resolution(bk):
+    # Each block is a float64 ziggurat stream rounded to float32: nothing on a 2**-24 grid,
+    # no zero, and the values equal NumPy's draws from the same spawned seeds.
     torch = bk.lib
     mod = _torch_blocks()
-    u = mod._uniform_blocks((mod._PARALLEL_MIN + 12345,), torch.float32, None).numpy()
-    assert u.min() >= 0.0
-    assert u.max() < 1.0
-    k = u.astype(np.float64) * 2.0**24
-    np.testing.assert_array_equal(k, np.floor(k))  # same grid as torch.rand: same tail
-    assert u.max() > 1 - 2.0**-20  # and the top of the grid is reached
+    n = mod._PARALLEL_MIN + 12345
+    e = mod._exponential_blocks((n,), torch.float32, 42).numpy()
+    seeds = np.random.SeedSequence(42).spawn(-(-n // mod._BLOCK))
+    first = np.random.Generator(np.random.SFC64(seeds[0])).standard_exponential(mod._BLOCK)
+    last = np.random.Generator(np.random.SFC64(seeds[-1])).standard_exponential(12345)
+    np.testing.assert_array_equal(e[: mod._BLOCK], first.astype(np.float32))
+    np.testing.assert_array_equal(e[-12345:], last.astype(np.float32))
+    assert e.min() > 0.0
+    small = e[e < 2.0**-14].astype(np.float64)
+    assert small.size > 0
+    assert np.any(small * 2.0**24 != np.floor(small * 2.0**24))  # off the 24-bit grid
 
 
 @pytest.mark.backends("torch")
@@ -207,8 +214,8 @@ def _child_draw(queue):
 
     # Only relaxcat's own pool is exercised here: torch's OpenMP kernels themselves can
     # hang in a forked child (a torch limitation, with or without relaxcat).
-    u = _torch._uniform_blocks((_torch._PARALLEL_MIN + 1,), torch.float32, None)
-    queue.put((_torch._pool is not None, float(u.numpy().mean())))
+    e = _torch._exponential_blocks((_torch._PARALLEL_MIN + 1,), torch.float32, 5)
+    queue.put((_torch._pool is not None, float(e.numpy().mean())))
 
 
 @pytest.mark.backends("torch")
@@ -227,7 +234,7 @@ def test_torch_block_rng_works_in_a_forked_child(bk):
     assert proc.exitcode == 0, "the forked child hung (a stale thread pool) or failed"
     started, mean = queue.get(timeout=5)
     assert started
-    assert abs(mean - 0.5) < 0.01
+    assert abs(mean - 1.0) < 0.01
 
 
 # -- memory -----------------------------------------------------------------------------
@@ -252,18 +259,24 @@ def test_numpy_fast_path_allocates_one_buffer(bk, hard):
 @pytest.mark.host_values
 @pytest.mark.parametrize("hard", [False, True])
 def test_torch_tiny_path_survives_a_zero_uniform_silently(bk, hard, monkeypatch):
-    """A uniform draw of exactly 0 (once in 2**24) gives a finite sample and no warning."""
+    """A uniform draw of exactly 0 (once in 2**53) gives a finite sample and no warning.
+
+    It stands for U < 2**-53, i.e. E > 36.7: g = -log(-log(2**-54)) = -3.62, a low draw
+    of the lower tail, not the float32 maximum's -88.7 that made any leader lose.
+    """
     import warnings
 
     torch = bk.lib
     mod = _torch_blocks()
-    u = torch.tensor([[0.0, 0.5, 0.25, 0.75]])
-    monkeypatch.setattr(mod.TorchSource, "uniform", lambda self, shape, dtype: u.clone())
+    u = torch.tensor([[0.0, 0.5, 0.25, 0.75]], dtype=torch.float64)
+    monkeypatch.setattr(mod.TorchSource, "_uniform64", lambda self, shape: u.clone())
     x = torch.zeros(1, 4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         y = relaxcat.gumbel_softmax(x, 0.5, hard=hard)
+        g = relaxcat.gumbel_noise(x)
     assert bool(torch.isfinite(y).all())
-    # U = 0 is E = +inf clamped to float32's max: the smallest noise, never the arg max.
-    assert float(y[0, 0]) == 0.0
+    np.testing.assert_allclose(float(g[0, 0]), -np.log(54 * np.log(2)), rtol=1e-6)
+    np.testing.assert_allclose(g[0, 1:].numpy(), -np.log(-np.log([0.5, 0.25, 0.75])), rtol=1e-6)
+    assert float(y[0, 0]) == 0.0 if hard else float(y[0, 0]) < 1e-3
     np.testing.assert_allclose(float(y.sum()), 1.0, rtol=1e-6)

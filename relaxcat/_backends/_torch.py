@@ -13,6 +13,7 @@ import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
 
+from .._noise import E_MAX, E_MIN, U_MIN, numpy_exponential
 from ._base import Backend, NoiseSource, reinmax_jvp
 from ._numpy import axis_positions
 
@@ -29,17 +30,15 @@ def _canonical(device: torch.device) -> torch.device:
     return device
 
 
-_LIMITS = {
-    dtype: (torch.finfo(dtype).smallest_normal, torch.finfo(dtype).max)
-    for dtype in (torch.float32, torch.float64)
-}
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
-# Large CPU draws: torch's CPU generator (one mt19937 stream) fills about 300 M floats/s
-# on one core; NumPy's SFC64 in fixed blocks, filled in parallel with the GIL released,
-# is several times faster. The blocks are seeded from one 63-bit draw of the torch
-# generator, so ``torch.manual_seed`` and explicit ``torch.Generator`` objects still decide
-# the sample, and the result does not depend on the number of threads.
+# Large CPU draws: torch's CPU generator (one mt19937 stream) is slow, and slower still for
+# the float64 uniforms that exact tails need; NumPy's float64 ziggurat on SFC64 streams, one
+# per fixed block, filled in parallel with the GIL released, is several times faster and
+# needs no logarithm. The blocks are seeded from one 63-bit draw of the source's generator,
+# so ``torch.manual_seed`` and explicit ``torch.Generator`` objects still decide the sample,
+# and the result does not depend on the number of threads.
 _BLOCK = 1 << 19
 _PARALLEL_MIN = 2 * _BLOCK
 _pool: ThreadPoolExecutor | None = None
@@ -65,20 +64,16 @@ def _forget_pool() -> None:  # a forked child has no worker threads
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _uniform_blocks(
-    shape: tuple[int, ...], dtype: torch.dtype, generator: torch.Generator | None
-) -> torch.Tensor:
-    """U[0, 1) on the CPU from SFC64 streams, one per fixed block, filled in parallel."""
+def _exponential_blocks(shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """Exp(1) on the CPU, at float64 resolution, from SFC64 streams filled in parallel."""
     out = torch.empty(shape, dtype=dtype)
     flat = out.view(-1).numpy()
-    seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator, dtype=torch.int64))
     n_blocks = -(-flat.size // _BLOCK)
     children = np.random.SeedSequence(seed).spawn(n_blocks)
-    np_dtype = np.float32 if dtype == torch.float32 else np.float64
 
     def fill(i: int) -> None:
         block = flat[i * _BLOCK : (i + 1) * _BLOCK]
-        np.random.Generator(np.random.SFC64(children[i])).random(out=block, dtype=np_dtype)
+        numpy_exponential(np.random.Generator(np.random.SFC64(children[i])), block.shape, None, block)
 
     for _ in _thread_pool().map(fill, range(n_blocks)):
         pass
@@ -86,11 +81,16 @@ def _uniform_blocks(
 
 
 class TorchSource:
-    """Exp(1) as ``-log(U)``: uniform draws are several times faster than ``exponential_``.
+    """Exp(1) draws at 53-bit resolution (see ``relaxcat/_noise.py``), on the tensor's device.
 
-    ``U`` comes from ``torch.rand`` on the tensor's device, except for large draws on the
-    CPU outside ``torch.compile``, which use :func:`_uniform_blocks`. Both give float32
-    uniforms on the grid k * 2**-24 (float64: 2**-53), so the Gumbel tail is the same.
+    * an int seed on the CPU: a NumPy ``Generator`` seeded with it (torch's CPU generator
+      keeps only 32 bits of a seed, so ``s`` and ``s + 2**32`` would draw the same noise);
+    * otherwise torch's generator (the default one, or the one passed): float64 uniforms
+      ``U = k * 2**-53`` and ``E = -log(max(U, 2**-54))``, so ``2**-53 <= E <= 37.4``;
+    * large CPU draws outside ``torch.compile``: :func:`_exponential_blocks`, seeded from
+      one draw of that generator;
+    * CUDA outside ``torch.compile`` and ``torch.func``: the Philox kernels of ``_cuda.py``
+      (which still build E from a 24-bit uniform: on the GPU the noise stops at 16.6).
     """
 
     def __init__(
@@ -100,6 +100,7 @@ class TorchSource:
         self.device = device
         self.seed = seed
         self.stream = 0
+        self.numpy = np.random.default_rng(seed) if seed is not None and device.type == "cpu" else None
 
     def philox_keys(self) -> tuple[int, Any, int]:
         """``(key, key_tensor, stream)`` of the next draw for the CUDA kernels.
@@ -116,18 +117,29 @@ class TorchSource:
         )
         return 0, key, 0
 
-    def uniform(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
-        if (
-            self.device.type == "cpu"
-            and math.prod(shape) >= _PARALLEL_MIN
-            and not torch.compiler.is_compiling()
-        ):
-            return _uniform_blocks(shape, dtype, self.generator)
+    def _block_seed(self) -> int:
+        if self.numpy is not None:
+            return int(self.numpy.integers(0, 2**63 - 1))
+        return int(torch.randint(0, 2**63 - 1, (1,), generator=self.generator, dtype=torch.int64))
+
+    def _uniform64(self, shape: tuple[int, ...]) -> torch.Tensor:
+        f64 = torch.float64
         if self.generator is None:
             # Not generator=None: that overload of rand takes no symbolic sizes, so
             # torch.compile with dynamic shapes (a batch size, a number of samples) fails.
-            return torch.rand(shape, dtype=dtype, device=self.device)
-        return torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
+            return torch.rand(shape, dtype=f64, device=self.device)
+        return torch.rand(shape, dtype=f64, device=self.device, generator=self.generator)
+
+    def exponential_numpy(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """The draws of :meth:`standard_exponential` as a NumPy array (CPU, eager)."""
+        np_dtype = _NP_DTYPES[dtype]
+        if self.numpy is not None:
+            return numpy_exponential(self.numpy, shape, np_dtype)
+        u = self._uniform64(shape).numpy()
+        np.maximum(u, U_MIN, out=u)
+        np.log(u, out=u)
+        np.negative(u, out=u)
+        return u if np_dtype is np.float64 else u.astype(np_dtype)
 
     def _kernels(self) -> bool:
         """Whether draws go through the CUDA Philox kernels (not inside torch.func/compile)."""
@@ -141,16 +153,22 @@ class TorchSource:
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
         if self._kernels():
             return _cuda_noise(self, shape, dtype, exponential=True)
-        # U == 0 gives +inf, clamped by the caller; U < 1 always, so no exact zeros.
-        return self.uniform(shape, dtype).log_().neg_()
+        if self.device.type == "cpu" and not torch.compiler.is_compiling():
+            if math.prod(shape) >= _PARALLEL_MIN:
+                return _exponential_blocks(shape, dtype, self._block_seed())
+            if self.numpy is not None:
+                return torch.from_numpy(numpy_exponential(self.numpy, shape, _NP_DTYPES[dtype]))
+        u = self._uniform64(shape)
+        if _functorch_active():  # vmap has no batching rule for clamp_: a slow fallback, warned
+            return (-u.clamp(min=U_MIN).log()).to(dtype)
+        return u.clamp_(min=U_MIN).log_().neg_().to(dtype)
 
     def log_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        """``log(clip(E, tiny, max))`` in one buffer: the generic formula, in place."""
-        tiny, big = _LIMITS[dtype]
+        """``log(clip(E, E_MIN, E_MAX))`` in one buffer: the generic formula, in place."""
         e = self.standard_exponential(shape, dtype)
-        if _functorch_active():  # vmap has no batching rule for clamp_: a slow fallback, warned
-            return e.clamp(tiny, big).log()
-        return e.clamp_(tiny, big).log_()
+        if _functorch_active():
+            return e.clamp(E_MIN, E_MAX).log()
+        return e.clamp_(E_MIN, E_MAX).log_()
 
     def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
         if self._kernels():
@@ -316,6 +334,8 @@ class TorchBackend(Backend):
         return TorchSource(None, device)  # torch's default generator: torch.manual_seed applies
 
     def seeded_source(self, seed: int, device: Any) -> NoiseSource:
+        if device.type == "cpu":  # a NumPy generator keeps all 64 bits of the seed
+            return TorchSource(None, device, seed)
         return TorchSource(torch.Generator(device=device).manual_seed(seed), device, seed)
 
     def wrap_generator(self, rng: Any, device: Any) -> NoiseSource:
@@ -380,21 +400,17 @@ _TINY = 1024
 
 
 def _tiny_sample(source: Any, p: Any, hard: bool) -> np.ndarray:
-    """The generic formula in NumPy on torch's uniforms, for a few hundred elements.
+    """The generic formula in NumPy on the source's exponentials, for a few hundred elements.
 
-    Same operations and order as the generic path: ``E = -log U`` (``U < 1``, so ``E``
-    never falls below the dtype's smallest normal and only the upper bound of the clip
-    can act: ``U == 0``), ``s = x - log E`` (exactly ``x + g``), the row maximum and its
-    check, then the softmax or the one-hot. It is :func:`._numpy.sample_` written out in
-    one ``errstate``: at 1x10 that saves about a fifth of the call (measured 51 against
-    64 us on two cores), since every Python-level step costs as much as the arithmetic.
+    Same operations and order as the generic path: ``E`` (at 53-bit resolution, in
+    ``[2**-53, 37.4]``, so the clip to ``[E_MIN, E_MAX]`` cannot act), ``s = x - log E``
+    (exactly ``x + g``), the row maximum and its check, then the softmax or the one-hot. It
+    is :func:`._numpy.sample_` written out in one ``errstate``: every Python-level step costs
+    as much as the arithmetic at this size.
     """
-    s = source.uniform(tuple(p.x.shape), p.dtype).numpy()
+    s = source.exponential_numpy(tuple(p.x.shape), p.dtype)
     axis = p.axis
-    with np.errstate(divide="ignore", over="ignore", under="ignore"):
-        np.log(s, out=s)  # U == 0 (once in 2**24 draws): -inf, so E = +inf, clipped next
-        np.negative(s, out=s)
-        np.minimum(s, _LIMITS[p.dtype][1], out=s)
+    with np.errstate(over="ignore", under="ignore"):
         np.log(s, out=s)
         np.subtract(p.x.numpy(), s, out=s)
         m = np.maximum.reduce(s, axis=axis, keepdims=True)
