@@ -117,7 +117,11 @@ class DaskNamespace(types.ModuleType):
 
 
 class DaskSource:
-    """Exp(1) draws from a Dask ``Generator``, chunked like the logits."""
+    """Exp(1) draws from a Dask ``Generator``, chunked like the logits.
+
+    Drawn in float64 and rounded chunk by chunk: the float64 ziggurat resolves both tails of
+    ``E`` (see ``relaxcat/_noise.py``), the float32 one returns exact zeros.
+    """
 
     def __init__(self, generator: da.random.Generator, layout: Chunking) -> None:
         self.generator = generator
@@ -125,8 +129,8 @@ class DaskSource:
 
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
         chunks = self.layout.chunks_for(shape)
-        np_dtype = np.float32 if np.dtype(dtype) == np.float32 else np.float64
-        return self.generator.standard_exponential(size=shape, dtype=np_dtype, chunks=chunks)
+        e = self.generator.standard_exponential(size=shape, dtype=np.float64, chunks=chunks)
+        return e.astype(np.float32) if np.dtype(dtype) == np.float32 else e
 
 
 _RNG_HINT = (

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.extend.random import threefry_2x32
 
+from .._noise import exponential_from_words
 from ._base import Backend, NoiseSource, reinmax_jvp
 
 
@@ -42,12 +46,62 @@ _NEEDS_KEY = (
 
 
 def is_key(rng: Any) -> bool:
-    """A typed key (``jax.random.key``) or a raw ``uint32[2]`` key (``jax.random.PRNGKey``)."""
+    """A typed key (``jax.random.key``) or a raw ``uint32`` key (``jax.random.PRNGKey``)."""
     if not isinstance(rng, jax.Array):
         return False
     if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
         return True
-    return rng.dtype == jnp.uint32 and rng.shape == (2,)
+    return rng.dtype == jnp.uint32 and rng.shape in _RAW_KEY_IMPLS
+
+
+#: Raw key shapes and the implementation each stands for when the default does not fit.
+_RAW_KEY_IMPLS = {(2,): "threefry2x32", (4,): "rbg"}
+
+
+def typed_key(rng: Any) -> Any:
+    """``rng`` as a typed key: raw ``uint32[2]`` is threefry, ``uint32[4]`` rbg.
+
+    A raw key of the default implementation's shape is that implementation (so raw
+    ``unsafe_rbg`` keys work where it is the default).
+    """
+    if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        return rng
+    try:
+        return jax.random.wrap_key_data(rng)
+    except (TypeError, ValueError):
+        return jax.random.wrap_key_data(rng, impl=_RAW_KEY_IMPLS[tuple(rng.shape)])
+
+
+def seed_key(seed: int) -> Any:
+    """The threefry key of a 64-bit seed: both 32-bit halves are key words.
+
+    For seeds below 2**31 this is ``jax.random.key(seed)``; ``jax.random.key`` itself
+    keeps only 32 bits without x64, so ``s`` and ``s + 2**32`` would share a key.
+    """
+    words = np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
+    return jax.random.wrap_key_data(words, impl="threefry2x32")
+
+
+def _is_threefry(key: Any) -> bool:
+    return str(jax.random.key_impl(key)) == "threefry2x32"
+
+
+def exponential(key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Exp(1) draws with exact tails: two 32-bit words per element (``relaxcat/_noise.py``).
+
+    For a threefry key the words of element ``i`` are the two outputs of one Threefry-2x32
+    block, counters ``i`` and ``n + i``: as many blocks as ``jax.random.bits`` computes for
+    ``n`` 32-bit words, so the exact tail costs no extra random numbers. Other
+    implementations draw ``(2, *shape)`` words with ``jax.random.bits``.
+    """
+    n = math.prod(shape)
+    if _is_threefry(key) and 0 < n < 2**31:
+        words = threefry_2x32(jax.random.key_data(key), jax.lax.iota(jnp.uint32, 2 * n))
+        hi, lo = jnp.reshape(words[:n], shape), jnp.reshape(words[n:], shape)
+    else:
+        bits = jax.random.bits(key, (2, *shape), jnp.uint32)
+        hi, lo = bits[0], bits[1]
+    return exponential_from_words(jnp, hi, lo, dtype)
 
 
 class JaxSource:
@@ -63,12 +117,13 @@ class JaxSource:
         self.count += 1
         if isinstance(self.device, jax.sharding.Sharding) and not isinstance(key, jax.core.Tracer):
             return sharded_exponential(key, shape, dtype, self.device)
-        draws = jax.random.exponential(key, shape, dtype)
+        draws = _exponential(key, shape, dtype)
         if isinstance(self.device, jax.Device) and not isinstance(draws, jax.core.Tracer):
             draws = jax.device_put(draws, self.device)
         return draws
 
 
+_exponential = jax.jit(exponential, static_argnums=(1, 2))
 _exponential_by_sharding: dict[Any, Callable[..., Any]] = {}
 
 
@@ -81,10 +136,10 @@ def sharded_exponential(key: Any, shape: tuple[int, ...], dtype: Any, sharding: 
     try:
         sharding.shard_shape(shape)
     except (ValueError, TypeError, IndexError):
-        return jax.random.exponential(key, shape, dtype)
+        return _exponential(key, shape, dtype)
     draw = _exponential_by_sharding.get(sharding)
     if draw is None:
-        draw = jax.jit(jax.random.exponential, static_argnums=(1, 2), out_shardings=sharding)
+        draw = jax.jit(exponential, static_argnums=(1, 2), out_shardings=sharding)
         _exponential_by_sharding[sharding] = draw
     return draw(key, shape, dtype)
 
@@ -161,7 +216,7 @@ class JaxBackend(Backend):
         raise TypeError(_NEEDS_KEY)
 
     def seeded_source(self, seed: int, device: Any) -> NoiseSource:
-        return JaxSource(jax.random.key(seed), device)
+        return JaxSource(seed_key(seed), device)
 
     def wrap_generator(self, rng: Any, device: Any) -> NoiseSource:
         if not is_key(rng):
@@ -173,7 +228,7 @@ class JaxBackend(Backend):
             raise TypeError(
                 f"rng holds {rng.shape} keys; pass one key (use jax.vmap to map over keys)."
             )
-        return JaxSource(rng, device)
+        return JaxSource(typed_key(rng), device)
 
     # -- estimators ------------------------------------------------------------------
     def reinmax(self, x: Any, hot: Any, pi0: Any, pi1: Any, axis: int) -> Any:
