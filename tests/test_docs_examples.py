@@ -3,6 +3,8 @@
 Every ```python block in ``docs/`` that starts with ``import numpy as np`` is a complete
 program using NumPy and relaxcat only; each runs here, so the guide cannot drift from the
 API. Blocks for other libraries (or fragments such as a training loop) are not run.
+
+The README has one complete example per library; each runs in its backend's cell.
 """
 
 from __future__ import annotations
