@@ -65,6 +65,27 @@ def docs(session: nox.Session) -> None:
     )
 
 
+@nox.session(reuse_venv=True)  # its dependencies are the tests(numpy) cell's: install them once
+def sdist(session: nox.Session) -> None:
+    """Build the sdist, unpack it and run the NumPy suite there: it must hold what tests need."""
+    import shutil
+    import tarfile
+
+    session.install("build", "hatchling")
+    tmp = Path(session.create_tmp()) / "sdist"
+    shutil.rmtree(tmp, ignore_errors=True)
+    session.run("python", "-m", "build", "--sdist", "--no-isolation", "--outdir", str(tmp), ".")
+    (archive,) = tmp.glob("relaxcat-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp, filter="data")
+    source = tmp / archive.name.removesuffix(".tar.gz")
+    # pip reinstalls relaxcat from a folder every time and keeps dependencies it already has.
+    session.install("--no-build-isolation", f"{source}[test]")
+    session.chdir(source)
+    env = {"RELAXCAT_BACKENDS": "numpy"}
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs, env=env)
+
+
 @nox.session(default=False)
 def vae(session: nox.Session) -> None:
     """The digits VAE on torch and JAX (5 seeds each, about an hour), then docs/vae.md.

@@ -180,7 +180,12 @@ def require_matplotlib(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m relaxcat", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m relaxcat",
+        # Plain text: argparse prints the module docstring's reST markup as it is.
+        description="Sample on every installed array library from the same noise, check that "
+        "the samples agree with NumPy, and time one call per library. Needs only NumPy.",
+    )
     parser.add_argument("--tau", type=float, default=0.5, help="temperature (default 0.5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared noise")
     parser.add_argument(

@@ -44,9 +44,17 @@ def compute_dtype(backend: Backend, dtype: Any, argname: str = "logits") -> Any:
         pass
     xp = backend.xp
     if not xp.isdtype(dtype, "real floating"):
+        # Each library's own spelling: torch tensors have no astype, the standard's is a function.
+        cast = {
+            "numpy": "{0}.astype(np.float32)",
+            "cupy": "{0}.astype(cupy.float32)",
+            "jax": "{0}.astype(jnp.float32)",
+            "dask": "{0}.astype(np.float32)",
+            "torch": "{0}.float() or {0}.to(torch.float32)",
+        }.get(backend.name, "{1}.astype({0}, {1}.float32)")
         raise TypeError(
             f"{argname} has dtype {dtype}; it must be a real floating dtype (float16, bfloat16, "
-            f"float32 or float64). Cast it first, e.g. {argname}.astype(float32)."
+            f"float32 or float64). Cast it first, e.g. {cast.format(argname, backend.name)}."
         )
     result = xp.float32 if xp.finfo(dtype).bits < 32 else dtype
     with contextlib.suppress(TypeError):  # an unhashable dtype object is not cached

@@ -22,6 +22,27 @@ def test_integer_and_bool_logits_raise_type_error_naming_dtype(bk, dtype):
         relaxcat.gumbel_noise(x, rng=0)
 
 
+#: The cast to float32 as each library spells it (torch tensors have no ``astype``).
+CASTS = {
+    "numpy": "logits.astype(np.float32)",
+    "cupy": "logits.astype(cupy.float32)",
+    "jax": "logits.astype(jnp.float32)",
+    "dask": "logits.astype(np.float32)",
+    "torch": "logits.to(torch.float32)",
+    "array_api_strict": "array_api_strict.astype(logits, array_api_strict.float32)",
+}
+
+
+def test_integer_logits_error_spells_the_cast_for_the_library(bk):
+    x = bk.asarray(np.zeros((2, 3)), "int64")
+    with pytest.raises(TypeError) as info:
+        relaxcat.gumbel_softmax(x, rng=0)
+    assert CASTS[bk.name] in str(info.value)
+    # ... and the suggestion works as written (bk.lib is jax.numpy for JAX).
+    cast = eval(CASTS[bk.name], {"logits": x, "np": np, "jnp": bk.lib, bk.name: bk.lib})
+    assert type(cast) is type(x) and bk.to_numpy(cast).dtype == np.float32
+
+
 @pytest.mark.parametrize("tau", [0, 0.0, -1.0, math.nan, math.inf, -math.inf])
 def test_bad_python_tau_raises_value_error(bk, tau):
     with pytest.raises(ValueError, match=r"tau=.*finite number > 0"):
