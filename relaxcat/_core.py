@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from ._backends import Array, Backend, backend_of
 from ._validation import (
+    NO_TAU,
     check_categories,
     check_estimator,
     check_finite_rows,
@@ -100,7 +101,9 @@ class Prepared:
     """Validated inputs of a sampler: adapter, namespace, axis, compute dtype, logits, tau.
 
     With ``elementwise=True`` (the relaxed Bernoulli) there is no category axis: ``axis``
-    is ignored, the logits may be 0-d, and an array ``tau`` need only broadcast.
+    is ignored, the logits may be 0-d, and an array ``tau`` need only broadcast. Samplers
+    without a temperature pass ``tau=NO_TAU`` (``self.tau`` is then None); a ``tau`` of
+    None is the user's and is refused by ``check_tau``.
     """
 
     __slots__ = ("axis", "backend", "device", "dtype", "logits", "tau", "x", "xp")
@@ -119,7 +122,7 @@ class Prepared:
         self.x = logits if self.dtype == logits.dtype else xp.astype(logits, self.dtype)
         self.device = backend.device(logits)
         tau_axis = None if elementwise else self.axis
-        self.tau = None if tau is None else check_tau(tau, backend, logits, self.dtype, tau_axis)
+        self.tau = None if tau is NO_TAU else check_tau(tau, backend, logits, self.dtype, tau_axis)
 
     def noise(self, rng: object, noise: object) -> Array:
         """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``."""

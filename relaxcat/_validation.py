@@ -18,6 +18,16 @@ from ._backends import Array, Backend, backend_of
 from ._backends._base import with_article
 
 
+class _NoTau:
+    def __repr__(self) -> str:
+        return "NO_TAU"
+
+
+#: Passed as ``tau`` by the internal callers that have no temperature (the exact samplers,
+#: the KL divergence), so that ``tau=None`` from a user is an error rather than "no tau".
+NO_TAU = _NoTau()
+
+
 def same_library(a: Backend, b: Backend) -> bool:
     """Whether two adapters are of one library (one namespace; normally the same object)."""
     return a is b or a.xp is b.xp
@@ -85,6 +95,11 @@ def check_tau(
         return value
     if isinstance(tau, (bool, np.bool_)):
         raise TypeError(f"{argname} must be a number > 0 or an array; got a bool.")
+    if tau is None:
+        raise TypeError(
+            f"{argname}=None: the temperature is required; pass a number > 0 (e.g. "
+            f"{argname}=1.0) or {with_article(backend.name)} array."
+        )
     try:
         tau_backend = backend_of(tau, argname)
     except TypeError:

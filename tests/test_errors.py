@@ -212,6 +212,12 @@ def test_values_are_not_inspected_under_jit(bk):
     np.testing.assert_allclose(y[0].sum(), 1.0)
 
 
+@pytest.mark.parametrize("hard", [False, True])
+def test_tau_none_raises_type_error_naming_tau(bk, hard):
+    with pytest.raises(TypeError, match=r"tau=None: .*temperature"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), None, hard=hard, rng=0)
+
+
 def _strict_subclass(bk):
     """A subclass of array_api_strict's array type, and a function that makes its arrays."""
     base = type(bk.asarray(GOOD))
