@@ -7,9 +7,13 @@ Every function here takes the namespace ``xp`` from the array's adapter
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Literal
 
+import numpy as np
+
 from ._backends import Array, Backend, backend_of
+from ._backends._base import with_article
 from ._validation import (
     NO_TAU,
     check_categories,
@@ -190,9 +194,16 @@ def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: A
         shape = tuple(like.shape)
     else:
         try:
-            shape = tuple(int(d) for d in shape)
+            dims = tuple(shape)
         except TypeError:
             raise TypeError(f"shape must be a tuple of ints; got {shape!r}.") from None
+        for d in dims:  # int(2.5) would truncate silently; numpy integers are fine
+            if not isinstance(d, numbers.Integral) or isinstance(d, (bool, np.bool_)):
+                raise TypeError(
+                    f"shape must be a tuple of ints; got {shape!r}, whose dimension {d!r} is "
+                    f"{with_article(type(d).__name__)}."
+                )
+        shape = tuple(int(d) for d in dims)
         if any(d < 0 for d in shape):
             raise ValueError(f"shape={shape} has a negative dimension.")
     g = draw_gumbel(backend, rng, shape, dtype, backend.device(like))

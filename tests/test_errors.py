@@ -218,6 +218,18 @@ def test_tau_none_raises_type_error_naming_tau(bk, hard):
         relaxcat.gumbel_softmax(bk.asarray(GOOD), None, hard=hard, rng=0)
 
 
+@pytest.mark.parametrize("dim", [2.5, 2.0, np.float64(2.0), True, np.bool_(True), "2"])
+def test_gumbel_noise_rejects_non_integer_dimensions(bk, dim):
+    with pytest.raises(TypeError, match=r"shape must be a tuple of ints; .*dimension"):
+        relaxcat.gumbel_noise(bk.asarray(GOOD), shape=(3, dim), rng=0)
+
+
+def test_gumbel_noise_accepts_numpy_integer_dimensions(bk):
+    g = relaxcat.gumbel_noise(bk.asarray(GOOD), shape=(np.int64(2), np.int32(3)), rng=0)
+    assert tuple(g.shape) == (2, 3)
+    assert all(type(d) is int for d in g.shape)
+
+
 def _strict_subclass(bk):
     """A subclass of array_api_strict's array type, and a function that makes its arrays."""
     base = type(bk.asarray(GOOD))
