@@ -53,7 +53,7 @@ def anneal_tau(step: Any, *, tau0: float = 1.0, rate: float = 1e-4, tau_min: flo
     rate : float, default 1e-4
         Decay rate :math:`r \ge 0` per step (the paper used values from 1e-5 to 1e-4).
     tau_min : float, default 0.5
-        Lower bound of the temperature, > 0.
+        Lower bound of the temperature, > 0 and <= ``tau0``.
 
     Returns
     -------
@@ -67,8 +67,8 @@ def anneal_tau(step: Any, *, tau0: float = 1.0, rate: float = 1e-4, tau_min: flo
         are not Python numbers.
     ValueError
         For a negative, infinite or NaN Python ``step`` (array steps are not inspected), a
-        ``tau0`` or ``tau_min`` that is not a finite number > 0, or a ``rate`` that is not
-        finite and >= 0.
+        ``tau0`` or ``tau_min`` that is not a finite number > 0, a ``tau_min`` greater than
+        ``tau0``, or a ``rate`` that is not finite and >= 0.
 
     Examples
     --------
@@ -87,6 +87,11 @@ def anneal_tau(step: Any, *, tau0: float = 1.0, rate: float = 1e-4, tau_min: flo
     tau0 = _check_number(tau0, "tau0", positive=True)
     rate = _check_number(rate, "rate", positive=False)
     tau_min = _check_number(tau_min, "tau_min", positive=True)
+    if tau_min > tau0:
+        raise ValueError(
+            f"tau_min={tau_min!r} is greater than tau0={tau0!r}: the schedule would start "
+            f"below its floor and return tau_min throughout. Pass tau_min <= tau0."
+        )
     if isinstance(step, numbers.Real) and not isinstance(step, (bool, np.bool_)):
         t = float(step)
         if not 0.0 <= t < math.inf:

@@ -7,11 +7,16 @@ Every function here takes the namespace ``xp`` from the array's adapter
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Literal
 
+import numpy as np
+
 from ._backends import Array, Backend, backend_of
+from ._backends._base import with_article
 from ._noise import gumbel_from_exponential
 from ._validation import (
+    NO_TAU,
     check_categories,
     check_estimator,
     check_finite_rows,
@@ -91,7 +96,9 @@ class Prepared:
     """Validated inputs of a sampler: adapter, namespace, axis, compute dtype, logits, tau.
 
     With ``elementwise=True`` (the relaxed Bernoulli) there is no category axis: ``axis``
-    is ignored, the logits may be 0-d, and an array ``tau`` need only broadcast.
+    is ignored, the logits may be 0-d, and an array ``tau`` need only broadcast. Samplers
+    without a temperature pass ``tau=NO_TAU`` (``self.tau`` is then None); a ``tau`` of
+    None is the user's and is refused by ``check_tau``.
     """
 
     __slots__ = ("axis", "backend", "device", "dtype", "logits", "tau", "x", "xp")
@@ -110,7 +117,7 @@ class Prepared:
         self.x = logits if self.dtype == logits.dtype else xp.astype(logits, self.dtype)
         self.device = backend.device(logits)
         tau_axis = None if elementwise else self.axis
-        self.tau = None if tau is None else check_tau(tau, backend, logits, self.dtype, tau_axis)
+        self.tau = None if tau is NO_TAU else check_tau(tau, backend, logits, self.dtype, tau_axis)
 
     def noise(self, rng: object, noise: object) -> Array:
         """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``."""
@@ -181,9 +188,16 @@ def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: A
         shape = tuple(like.shape)
     else:
         try:
-            shape = tuple(int(d) for d in shape)
+            dims = tuple(shape)
         except TypeError:
             raise TypeError(f"shape must be a tuple of ints; got {shape!r}.") from None
+        for d in dims:  # int(2.5) would truncate silently; numpy integers are fine
+            if not isinstance(d, numbers.Integral) or isinstance(d, (bool, np.bool_)):
+                raise TypeError(
+                    f"shape must be a tuple of ints; got {shape!r}, whose dimension {d!r} is "
+                    f"{with_article(type(d).__name__)}."
+                )
+        shape = tuple(int(d) for d in dims)
         if any(d < 0 for d in shape):
             raise ValueError(f"shape={shape} has a negative dimension.")
     g = draw_gumbel(backend, rng, shape, dtype, backend.device(like))

@@ -25,6 +25,7 @@ from ._core import (
     straight_through,
 )
 from ._validation import (
+    NO_TAU,
     broadcast_pair,
     check_enough_unmasked,
     check_k,
@@ -122,7 +123,7 @@ def _k_hot(xp: Any, s: Array, k: int, axis: int, dtype: Any) -> Array:
 class _Pair:
     """Validated inputs of a density or divergence: two broadcast arrays and ``tau``.
 
-    ``tau`` is None only where the caller passed none (the KL divergence).
+    ``tau`` is None only where the caller passed ``NO_TAU`` (the KL divergence).
     """
 
     __slots__ = ("a", "axis", "b", "backend", "dtype", "out_dtype", "tau", "xp")
@@ -138,7 +139,7 @@ class _Pair:
         self.dtype = compute_dtype(backend, self.out_dtype)
         self.a = a if a.dtype == self.dtype else xp.astype(a, self.dtype)
         self.b = b if b.dtype == self.dtype else xp.astype(b, self.dtype)
-        self.tau: Any = None if tau is None else check_tau(tau, backend, b, self.dtype, self.axis)
+        self.tau: Any = None if tau is NO_TAU else check_tau(tau, backend, b, self.dtype, self.axis)
 
     def out(self, r: Array) -> Array:
         return r if r.dtype == self.out_dtype else self.xp.astype(r, self.out_dtype)
@@ -684,7 +685,7 @@ def sample_categorical(logits: Array, /, *, axis: int = -1, rng: Any = None) -> 
     array([0.1, 0.6, 0.3])
 
     """
-    p = Prepared(logits, None, axis)
+    p = Prepared(logits, NO_TAU, axis)
     s = p.x + p.noise(rng, None)
     _check_sample_rows(p, s, p.axis, False)
     return p.xp.argmax(s, axis=p.axis)
@@ -740,7 +741,7 @@ def gumbel_topk(logits: Array, k: int, /, *, axis: int = -1, rng: Any = None) ->
     (5, 2)
 
     """
-    p = Prepared(logits, None, axis)
+    p = Prepared(logits, NO_TAU, axis)
     k = check_k(k, logits.shape[p.axis], p.axis)
     s = p.x + p.noise(rng, None)
     _check_sample_rows(p, s, p.axis, False)
@@ -1009,7 +1010,7 @@ def categorical_kl(logits_q: Array, logits_p: Array, *, axis: int = -1) -> Array
     inf
 
     """
-    d = _Pair(logits_q, logits_p, ("logits_q", "logits_p"), axis, None)
+    d = _Pair(logits_q, logits_p, ("logits_q", "logits_p"), axis, NO_TAU)
     backend, ax = d.backend, _axis(d)
     check_logits_rows(backend, d.a, ax, "logits_q")
     check_logits_rows(backend, d.b, ax, "logits_p")

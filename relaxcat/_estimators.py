@@ -81,12 +81,16 @@ def reinmax(p: Prepared, hot: Array) -> Array:
 
 
 def gumbel_rao_source(p: Prepared, rng: object, samples: int) -> NoiseSource:
+    """The source of Gumbel-Rao's conditional draws when ``noise=`` was given."""
     try:
         return p.backend.noise_source(rng, p.device)
     except TypeError as exc:
+        # Not the adapter's message for rng=None: it may advise noise=, given already.
+        detail = "got rng=None." if rng is None else str(exc)
         raise TypeError(
             f"estimator='gumbel_rao' draws its {samples} conditional Gumbel sample(s) from "
-            f"rng even when noise= is given (noise= fixes the one-hot sample only): {exc}"
+            f"rng even when noise= is given (noise= fixes the one-hot sample only), so rng "
+            f"must be {p.backend.rng_hint} for those draws; {detail}"
         ) from exc
 
 

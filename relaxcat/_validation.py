@@ -15,6 +15,22 @@ from typing import Any
 import numpy as np
 
 from ._backends import Array, Backend, backend_of
+from ._backends._base import with_article
+
+
+class _NoTau:
+    def __repr__(self) -> str:
+        return "NO_TAU"
+
+
+#: Passed as ``tau`` by the internal callers that have no temperature (the exact samplers,
+#: the KL divergence), so that ``tau=None`` from a user is an error rather than "no tau".
+NO_TAU = _NoTau()
+
+
+def same_library(a: Backend, b: Backend) -> bool:
+    """Whether two adapters are of one library (one namespace; normally the same object)."""
+    return a is b or a.xp is b.xp
 
 
 def normalize_axis(axis: object, ndim: int, argname: str = "logits") -> int:
@@ -87,17 +103,23 @@ def check_tau(
         return value
     if isinstance(tau, (bool, np.bool_)):
         raise TypeError(f"{argname} must be a number > 0 or an array; got a bool.")
+    if tau is None:
+        raise TypeError(
+            f"{argname}=None: the temperature is required; pass a number > 0 (e.g. "
+            f"{argname}=1.0) or {with_article(backend.name)} array."
+        )
     try:
         tau_backend = backend_of(tau, argname)
     except TypeError:
         raise TypeError(
-            f"{argname} must be a number > 0 or a {backend.name} array that broadcasts against "
-            f"the logits; got {type(tau).__name__}."
+            f"{argname} must be a number > 0 or {with_article(backend.name)} array that "
+            f"broadcasts against the logits; got {type(tau).__name__}."
         ) from None
-    if tau_backend is not backend:
+    if not same_library(tau_backend, backend):
         raise TypeError(
-            f"{argname} is a {tau_backend.name} array but the logits are a {backend.name} "
-            f"array; pass a Python number or a {backend.name} array."
+            f"{argname} is {with_article(tau_backend.name)} array but the logits are "
+            f"{with_article(backend.name)} array; pass a Python number or "
+            f"{with_article(backend.name)} array."
         )
     xp = backend.xp
     if not xp.isdtype(tau.dtype, "real floating"):
@@ -168,13 +190,14 @@ def check_noise(
         noise_backend = backend_of(noise, "noise")
     except TypeError:
         raise TypeError(
-            f"noise must be a {backend.name} array of standard-Gumbel draws; got "
+            f"noise must be {with_article(backend.name)} array of standard-Gumbel draws; got "
             f"{type(noise).__name__}."
         ) from None
-    if noise_backend is not backend:
+    if not same_library(noise_backend, backend):
         raise TypeError(
-            f"noise is a {noise_backend.name} array but the logits are a {backend.name} array; "
-            f"pass noise from the same library (relaxcat.gumbel_noise(logits) makes it)."
+            f"noise is {with_article(noise_backend.name)} array but the logits are "
+            f"{with_article(backend.name)} array; pass noise from the same library "
+            f"(relaxcat.gumbel_noise(logits) makes it)."
         )
     expected = tuple(logits.shape) if shape is None else shape
     got = tuple(noise.shape)
@@ -317,10 +340,10 @@ def broadcast_pair(
     arrays and the normalised axis.
     """
     other = backend_of(a, names[0])
-    if other is not backend:
+    if not same_library(other, backend):
         raise TypeError(
-            f"{names[0]} is a {other.name} array but {names[1]} is a {backend.name} array; "
-            f"pass arrays of one library."
+            f"{names[0]} is {with_article(other.name)} array but {names[1]} is "
+            f"{with_article(backend.name)} array; pass arrays of one library."
         )
     da, db = backend.device(a), backend.device(b)
     if not backend.same_device(da, db):

@@ -115,3 +115,12 @@ def test_bad_parameters_raise_value_error(params, match):
 def test_non_number_parameters_raise_type_error(params):
     with pytest.raises(TypeError, match="must be a Python number"):
         relaxcat.anneal_tau(10, **params)
+
+
+@pytest.mark.parametrize("step", [0, 10**6])
+def test_tau_min_above_tau0_raises(step):
+    with pytest.raises(ValueError, match=r"tau_min=0.5 is greater than tau0=0.1"):
+        relaxcat.anneal_tau(step, tau0=0.1, tau_min=0.5)
+    with pytest.raises(ValueError, match=r"tau_min=.* is greater than tau0="):
+        relaxcat.anneal_tau(np.array([step]), tau0=0.1, tau_min=0.5)
+    assert relaxcat.anneal_tau(step, tau0=0.5, tau_min=0.5) == 0.5  # a constant: allowed

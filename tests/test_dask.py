@@ -164,6 +164,21 @@ def test_unknown_chunk_sizes_are_refused(bk):
     assert relaxcat.gumbel_softmax(rows, rng=0).chunks == rows.chunks
 
 
+def test_unknown_chunk_sizes_message_fits_functions_that_draw_no_noise(bk):
+    x = chunked(bk, LOGITS, (7, 6))
+    rows = x[x[:, 0] > 0]
+    for call in (
+        lambda: relaxcat.categorical_kl(rows, rows),
+        lambda: relaxcat.concrete_log_prob(rows, rows, 0.5),
+        lambda: relaxcat.gumbel_softmax(rows, rng=0),
+    ):
+        with pytest.raises(ValueError, match="compute_chunk_sizes") as info:
+            call()
+        message = str(info.value)
+        assert "unknown chunk sizes (NaN); relaxcat needs the chunk sizes" in message
+        assert "noise" not in message
+
+
 def test_nothing_is_computed_during_a_call(bk):
     import dask
 

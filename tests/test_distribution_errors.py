@@ -207,3 +207,35 @@ def test_categorical_kl_values(bk):
     bad[0] = -math.inf
     with pytest.raises(ValueError, match="logits_q have a row in which every category is masked"):
         relaxcat.categorical_kl(bk.asarray(bad), bk.asarray(GOOD))
+
+
+TAU_TAKERS = {
+    "log_gumbel_softmax": lambda x, tau, hard: relaxcat.log_gumbel_softmax(x, tau, rng=0),
+    "relaxed_topk": lambda x, tau, hard: relaxcat.relaxed_topk(x, 2, tau, hard=hard, rng=0),
+    "relaxed_topk_max": lambda x, tau, hard: relaxcat.relaxed_topk(
+        x, 2, tau, method="max", hard=hard, rng=0
+    ),
+    "relaxed_bernoulli": lambda x, tau, hard: relaxcat.relaxed_bernoulli(x, tau, hard=hard, rng=0),
+    "concrete_log_prob": lambda x, tau, hard: relaxcat.concrete_log_prob(x, x, tau),
+    "exp_concrete_log_prob": lambda x, tau, hard: relaxcat.exp_concrete_log_prob(x, x, tau),
+    "relaxed_bernoulli_log_prob": lambda x, tau, hard: relaxcat.relaxed_bernoulli_log_prob(
+        x, x, tau
+    ),
+}
+
+
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("name", list(TAU_TAKERS))
+def test_tau_none_raises_type_error_naming_tau(bk, name, hard):
+    x = bk.asarray(np.log(Y) if "log_prob" not in name else Y)
+    with pytest.raises(TypeError, match=r"tau=None: .*temperature"):
+        TAU_TAKERS[name](x, None, hard)
+
+
+def test_functions_without_a_temperature_still_work(bk):
+    draws = bk.to_numpy(relaxcat.sample_categorical(bk.asarray(GOOD), rng=0))
+    assert draws.shape == (B,) and ((draws >= 0) & (draws < N)).all()
+    top = bk.to_numpy(relaxcat.gumbel_topk(bk.asarray(GOOD), 2, rng=0))
+    assert top.shape == (B, 2) and (top[:, 0] != top[:, 1]).all()
+    kl = bk.to_numpy(relaxcat.categorical_kl(bk.asarray(GOOD), bk.asarray(GOOD)))
+    np.testing.assert_allclose(kl, 0.0, atol=1e-12)

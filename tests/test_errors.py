@@ -64,7 +64,7 @@ def test_tau_from_another_library_raises(bk):
         other = pytest.importorskip("array_api_strict").asarray([[0.5]])
     else:
         other = np.array([[0.5]])
-    with pytest.raises(TypeError, match=r"tau is a .* array but the logits are a"):
+    with pytest.raises(TypeError, match=r"tau is an? .* array but the logits are an? "):
         relaxcat.gumbel_softmax(bk.asarray(GOOD), other, rng=0)
 
 
@@ -231,3 +231,110 @@ def test_values_are_not_inspected_under_jit(bk):
     y = bk.to_numpy(bk.jax.jit(lambda x: relaxcat.gumbel_softmax(x, rng=0))(bk.asarray(logits)))
     assert np.isnan(y[1]).all()
     np.testing.assert_allclose(y[0].sum(), 1.0)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_tau_none_raises_type_error_naming_tau(bk, hard):
+    with pytest.raises(TypeError, match=r"tau=None: .*temperature"):
+        relaxcat.gumbel_softmax(bk.asarray(GOOD), None, hard=hard, rng=0)
+
+
+@pytest.mark.parametrize("dim", [2.5, 2.0, np.float64(2.0), True, np.bool_(True), "2"])
+def test_gumbel_noise_rejects_non_integer_dimensions(bk, dim):
+    with pytest.raises(TypeError, match=r"shape must be a tuple of ints; .*dimension"):
+        relaxcat.gumbel_noise(bk.asarray(GOOD), shape=(3, dim), rng=0)
+
+
+def test_gumbel_noise_accepts_numpy_integer_dimensions(bk):
+    g = relaxcat.gumbel_noise(bk.asarray(GOOD), shape=(np.int64(2), np.int32(3)), rng=0)
+    assert tuple(g.shape) == (2, 3)
+    assert all(type(d) is int for d in g.shape)
+
+
+def _strict_subclass(bk):
+    """A subclass of array_api_strict's array type, and a function that makes its arrays."""
+    base = type(bk.asarray(GOOD))
+
+    class Sub(base):  # type: ignore[misc, valid-type]
+        pass
+
+    def make(a):
+        x = bk.asarray(a)
+        return Sub._new(x._array, device=x.device)
+
+    return Sub, make
+
+
+@pytest.mark.backends("array_api_strict")  # the subclass is of array_api_strict's type
+def test_subclass_of_the_array_type_works_as_tau_and_noise(bk):
+    sub, make = _strict_subclass(bk)
+    taus = np.array([[0.5], [1.0], [2.0], [0.25]])
+    noise = relaxcat.gumbel_noise(GOOD, rng=3)
+    tau_sub, noise_sub = make(taus), make(noise)
+    assert type(tau_sub) is sub
+    x = bk.asarray(GOOD + np.arange(3.0))
+    y = relaxcat.gumbel_softmax(x, tau_sub, noise=noise_sub)
+    expected = relaxcat.gumbel_softmax(GOOD + np.arange(3.0), taus, noise=noise)
+    np.testing.assert_allclose(bk.to_numpy(y), expected, rtol=1e-12)
+    # and as the logits, with plain arrays of the library as tau and noise
+    y2 = relaxcat.gumbel_softmax(make(GOOD + np.arange(3.0)), bk.asarray(taus), noise=make(noise))
+    np.testing.assert_allclose(bk.to_numpy(y2), expected, rtol=1e-12)
+
+
+@pytest.mark.backends("array_api_strict")
+def test_subclass_of_the_array_type_works_in_a_density(bk):
+    _, make = _strict_subclass(bk)
+    y = np.full((4, 3), 1 / 3)
+    got = relaxcat.concrete_log_prob(make(y), bk.asarray(GOOD), make(np.full((4, 1), 0.5)))
+    np.testing.assert_allclose(
+        bk.to_numpy(got), relaxcat.concrete_log_prob(y, GOOD, 0.5), rtol=1e-12
+    )
+
+
+@pytest.mark.backends("array_api_strict")
+def test_library_names_take_the_right_article(bk):
+    x = bk.asarray(GOOD)
+    with pytest.raises(TypeError) as info:
+        relaxcat.gumbel_softmax(x, np.array([[0.5]]), rng=0)
+    assert "the logits are an array_api_strict array" in str(info.value)
+    assert "or an array_api_strict array." in str(info.value)
+    with pytest.raises(TypeError, match="noise must be an array_api_strict array"):
+        relaxcat.gumbel_softmax(x, noise=[[0.0] * 3] * 4)
+    with pytest.raises(TypeError, match="noise is a numpy array but the logits are an array_api"):
+        relaxcat.gumbel_softmax(x, noise=np.zeros((4, 3)))
+    with pytest.raises(TypeError, match="y is a numpy array but logits is an array_api_strict"):
+        relaxcat.concrete_log_prob(np.full((4, 3), 1 / 3), x, 0.5)
+    with pytest.raises(TypeError, match=r"but the array is an array_api_strict array"):
+        relaxcat.gumbel_softmax(x, rng=random.Random(0))
+
+
+def test_article_helper():
+    from relaxcat._backends._base import with_article
+
+    assert with_article("array_api_strict") == "an array_api_strict"
+    assert with_article("array-API") == "an array-API"
+    assert with_article("NumPy") == "a NumPy"
+    assert with_article("ArrayImpl") == "an ArrayImpl"
+
+
+@pytest.mark.backends("jax")
+def test_jax_gumbel_rao_with_noise_asks_for_a_key_for_the_conditional_draws(bk):
+    x = bk.asarray(GOOD)
+    noise = relaxcat.gumbel_noise(x, rng=0)
+    with pytest.raises(TypeError) as info:
+        relaxcat.gumbel_softmax(x, hard=True, noise=noise, estimator="gumbel_rao", samples=4)
+    message = str(info.value)
+    assert "conditional Gumbel sample(s)" in message
+    assert "rng must be a JAX PRNG key (jax.random.key(seed)) or an int seed" in message
+    assert "pass noise=" not in message and "or pass noise" not in message
+    with pytest.raises(TypeError) as info:
+        relaxcat.gumbel_softmax(
+            x, hard=True, noise=noise, estimator="gumbel_rao", rng=bk.asarray(np.zeros(3))
+        )
+    message = str(info.value)
+    assert "not a PRNG key" in message and "rng must be a JAX PRNG key" in message
+    assert "rng is an ArrayImpl" in message
+    assert "noise=" not in message.split("(noise= fixes the one-hot sample only)")[1]
+    # without noise= the advice to pass it stays
+    with pytest.raises(TypeError, match=r"or pass noise="):
+        relaxcat.gumbel_softmax(x)

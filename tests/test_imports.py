@@ -110,3 +110,27 @@ def test_dask_call_imports_no_other_framework():
         print([m for m in ("torch", "jax", "cupy") if m in sys.modules])
     """)
     assert loaded == "[]"
+
+
+def test_unlisted_library_does_not_import_the_cupy_adapter():
+    pytest.importorskip("array_api_strict")
+    out = run("""
+        import sys, numpy as np, array_api_strict as xp, relaxcat
+        from relaxcat._backends import _adapter_class, backend_of
+
+        class Sub(type(xp.zeros(1))):  # defined in __main__: a library relaxcat does not list
+            pass
+
+        x = xp.zeros((4, 3))
+        sub = Sub._new(np.zeros((4, 3)), device=x.device)
+        relaxcat.gumbel_softmax(sub, 0.5, hard=True, rng=0)
+        tau = Sub._new(np.full((4, 1), 0.5), device=x.device)
+        relaxcat.gumbel_softmax(x, tau, noise=relaxcat.gumbel_noise(sub, rng=0))
+        print(backend_of(sub) is backend_of(x))
+        try:
+            _adapter_class("notalibrary")
+        except LookupError as exc:
+            print("LookupError", "notalibrary" in str(exc))
+        print("relaxcat._backends._cupy" in sys.modules, "cupy" in sys.modules)
+    """)
+    assert out.splitlines() == ["True", "LookupError True", "False False"]

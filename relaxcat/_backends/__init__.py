@@ -6,7 +6,9 @@ Contract of this layer:
   ``import relaxcat`` and a NumPy call import no other framework, and a broken install of a
   library you do not use cannot break relaxcat.
 * Detection looks at the *type* of the array (the package that defines it), never at
-  values; the answer is cached per type.
+  values; the answer is cached per type. One library has one adapter: array types of the
+  same namespace (a subclass, say) get the same adapter object, so adapters compare by
+  identity.
 * Each backend's peculiarities live in its adapter module and nowhere else; the
   mathematics lives in ``relaxcat/_core.py`` and is written once for all of them.
 """
@@ -14,6 +16,7 @@ Contract of this layer:
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from ._base import Array, Backend, NoiseSource, library_of
@@ -25,6 +28,8 @@ _ADAPTERS = ("numpy", "torch", "jax", "cupy", "dask")
 
 _by_type: dict[type, Backend] = {}
 _by_library: dict[str, Backend] = {}
+#: generic adapters of array-API libraries without an adapter module, by namespace
+_by_namespace: dict[ModuleType, Backend] = {}
 
 
 def _adapter_class(library: str) -> Callable[[], Backend]:
@@ -49,9 +54,11 @@ def _adapter_class(library: str) -> Callable[[], Backend]:
         from ._dask import DaskBackend
 
         return DaskBackend
-    from ._cupy import CupyBackend
+    if library == "cupy":
+        from ._cupy import CupyBackend
 
-    return CupyBackend
+        return CupyBackend
+    raise LookupError(f"relaxcat has no adapter module for the library {library!r}.")
 
 
 def _load(library: str) -> Backend:
@@ -85,8 +92,13 @@ def _identify(tp: type, x: Any, argname: str) -> Backend:
             f"got {tp.__module__}.{tp.__qualname__}. Convert it first, e.g. "
             f"numpy.asarray({argname}).",
         ) from None
-    backend = Backend(xp)
-    backend.name = getattr(xp, "__name__", library)
+    # By namespace, not by type: a subclass of the library's array type must get the same
+    # adapter, or tau and noise of that subclass would count as another library's arrays.
+    backend = _by_namespace.get(xp)
+    if backend is None:
+        backend = Backend(xp)
+        backend.name = getattr(xp, "__name__", library)
+        backend = _by_namespace.setdefault(xp, backend)  # one adapter even if threads race
     return backend
 
 

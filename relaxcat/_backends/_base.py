@@ -61,6 +61,11 @@ def library_of(obj: object) -> str:
     return "jax" if top == "jaxlib" else top
 
 
+def with_article(word: str) -> str:
+    """``word`` after "a" or "an", for messages: "an array_api_strict", "a NumPy"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def is_seed(rng: object) -> bool:
     """True for a Python or NumPy integer used as a seed (``bool`` is not a seed)."""
     if type(rng) is int:
@@ -214,8 +219,8 @@ class Backend:
         owner = library_of(rng)
         if owner not in self.rng_libraries:
             raise TypeError(
-                f"rng is a {owner} object ({type(rng).__name__}) but the array is a "
-                f"{self.name} array; pass {self.rng_hint}."
+                f"rng is {with_article(owner)} object ({type(rng).__name__}) but the array is "
+                f"{with_article(self.name)} array; pass {self.rng_hint}."
             )
         return self.wrap_generator(rng, device)
 

@@ -153,7 +153,8 @@ class DaskBackend(Backend):
         if any(math.isnan(c) for dim in chunks for c in dim):
             raise ValueError(
                 f"a Dask array of shape {x.shape} has unknown chunk sizes (NaN); relaxcat needs "
-                f"them to lay out its noise. Call .compute_chunk_sizes() on it first."
+                f"the chunk sizes of every Dask array passed to it. Call .compute_chunk_sizes() "
+                f"on it first."
             )
         if not isinstance(x._meta, np.ndarray):
             raise TypeError(

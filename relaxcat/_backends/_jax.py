@@ -21,7 +21,7 @@ import numpy as np
 from jax.extend.random import threefry_2x32
 
 from .._noise import exponential_from_words
-from ._base import Backend, NoiseSource, reinmax_jvp
+from ._base import Backend, NoiseSource, reinmax_jvp, with_article
 
 
 def _find_trace_state_clean() -> Callable[[], bool] | None:
@@ -39,9 +39,10 @@ def _find_trace_state_clean() -> Callable[[], bool] | None:
 
 _trace_state_clean = _find_trace_state_clean()
 
+# Completed by the caller: noise= is advice only where no rng was passed at all.
 _NEEDS_KEY = (
     "JAX has no global random state, so relaxcat needs a PRNG key for JAX arrays: pass "
-    "rng=jax.random.key(0) (split it between calls) or an int seed, or pass noise=."
+    "rng=jax.random.key(0) (split it between calls) or an int seed"
 )
 
 
@@ -213,7 +214,7 @@ class JaxBackend(Backend):
         return True  # cannot be known before jax.grad traces through us
 
     def default_source(self, device: Any) -> NoiseSource:
-        raise TypeError(_NEEDS_KEY)
+        raise TypeError(_NEEDS_KEY + ", or pass noise=.")
 
     def seeded_source(self, seed: int, device: Any) -> NoiseSource:
         return JaxSource(seed_key(seed), device)
@@ -221,8 +222,9 @@ class JaxBackend(Backend):
     def wrap_generator(self, rng: Any, device: Any) -> NoiseSource:
         if not is_key(rng):
             raise TypeError(
-                f"rng is a {type(rng).__name__} of dtype {getattr(rng, 'dtype', '?')} and "
-                f"shape {getattr(rng, 'shape', '?')}, not a PRNG key. " + _NEEDS_KEY
+                f"rng is {with_article(type(rng).__name__)} of dtype "
+                f"{getattr(rng, 'dtype', '?')} and shape {getattr(rng, 'shape', '?')}, not a "
+                f"PRNG key. " + _NEEDS_KEY + "."
             )
         if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key) and rng.shape != ():
             raise TypeError(
