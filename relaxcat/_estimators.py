@@ -26,8 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._backends import Array, NoiseSource
-from ._noise import clamp_exponential
 from ._core import Prepared, one_hot_argmax, scaled_softmax, source_gumbel
+from ._noise import clamp_exponential
 
 __all__ = ["conditional_gumbel", "estimator_sample"]
 

@@ -79,7 +79,7 @@ def seed_key(seed: int) -> Any:
     For seeds below 2**31 this is ``jax.random.key(seed)``; ``jax.random.key`` itself
     keeps only 32 bits without x64, so ``s`` and ``s + 2**32`` would share a key.
     """
-    words = np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
+    words = jnp.asarray(np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32))
     return jax.random.wrap_key_data(words, impl="threefry2x32")
 
 

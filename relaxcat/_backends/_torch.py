@@ -73,7 +73,9 @@ def _exponential_blocks(shape: tuple[int, ...], dtype: torch.dtype, seed: int) -
 
     def fill(i: int) -> None:
         block = flat[i * _BLOCK : (i + 1) * _BLOCK]
-        numpy_exponential(np.random.Generator(np.random.SFC64(children[i])), block.shape, None, block)
+        numpy_exponential(
+            np.random.Generator(np.random.SFC64(children[i])), block.shape, None, block
+        )
 
     for _ in _thread_pool().map(fill, range(n_blocks)):
         pass
@@ -100,7 +102,9 @@ class TorchSource:
         self.device = device
         self.seed = seed
         self.stream = 0
-        self.numpy = np.random.default_rng(seed) if seed is not None and device.type == "cpu" else None
+        self.numpy = (
+            np.random.default_rng(seed) if seed is not None and device.type == "cpu" else None
+        )
 
     def philox_keys(self) -> tuple[int, Any, int]:
         """``(key, key_tensor, stream)`` of the next draw for the CUDA kernels.
