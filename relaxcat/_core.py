@@ -92,6 +92,18 @@ def straight_through(backend: Backend, hard: Array, soft: Array) -> Array:
     return hard + (soft - backend.stop_gradient(soft))
 
 
+def gradient_needed(backend: Backend, x: Array, tau: Any) -> bool:
+    """Whether a gradient may flow back to the logits ``x`` or to an array ``tau``.
+
+    The one rule every sampler asks before it builds the soft sample or an estimator's
+    surrogate: without it a ``hard=True`` sample is the bare one-hot. A Python ``tau``
+    (and ``tau=None``) never carries a gradient.
+    """
+    if backend.tracks_gradients(x):
+        return True
+    return tau is not None and not isinstance(tau, float) and backend.tracks_gradients(tau)
+
+
 class Prepared:
     """Validated inputs of a sampler: adapter, namespace, axis, compute dtype, logits, tau.
 
@@ -118,6 +130,10 @@ class Prepared:
         self.device = backend.device(logits)
         tau_axis = None if elementwise else self.axis
         self.tau = None if tau is NO_TAU else check_tau(tau, backend, logits, self.dtype, tau_axis)
+
+    def gradient_needed(self) -> bool:
+        """Whether a gradient may flow back to the logits or to an array ``tau``."""
+        return gradient_needed(self.backend, self.x, self.tau)
 
     def noise(self, rng: object, noise: object) -> Array:
         """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``."""
@@ -316,7 +332,9 @@ def gumbel_softmax(
     other estimators are written with ``stop_gradient``. Every estimator runs under
     ``torch.compile(fullgraph=True)`` with ``noise=``, under ``jax.jit``, and under
     ``torch.func.vmap`` (``randomness="different"`` when it draws). Their bias and
-    variance are compared in ``docs/estimators.md``.
+    variance are compared in ``docs/estimators.md``. Forward-mode AD works through
+    ``torch.func.jvp`` and through the dual tensors of ``torch.autograd.forward_ad`` (the
+    logits or an array ``tau``; ``torch.no_grad`` does not stop it), for every estimator.
 
     Examples
     --------
@@ -363,11 +381,7 @@ def generic_gumbel_softmax(p: Prepared, rng: Any, noise: Any, hard: bool) -> Arr
     """The reference implementation of :func:`gumbel_softmax` on the array-API namespace."""
     xp, backend = p.xp, p.backend
     s = p.x + p.noise(rng, noise)
-    soft_needed = (
-        not hard
-        or backend.tracks_gradients(p.x)
-        or (not isinstance(p.tau, float) and backend.tracks_gradients(p.tau))
-    )
+    soft_needed = not hard or p.gradient_needed()
     with backend.errstate():
         if soft_needed or backend.values_readable(s):
             m = xp.max(s, axis=p.axis, keepdims=True)

@@ -145,13 +145,6 @@ class _Pair:
         return r if r.dtype == self.out_dtype else self.xp.astype(r, self.out_dtype)
 
 
-def _tracks(backend: Backend, x: Array, tau: Any) -> bool:
-    """Whether a gradient may flow back to the logits or to an array ``tau``."""
-    if backend.tracks_gradients(x):
-        return True
-    return tau is not None and not isinstance(tau, float) and backend.tracks_gradients(tau)
-
-
 # -- log-space sample and the exact densities ------------------------------------------
 
 
@@ -541,7 +534,7 @@ def relaxed_bernoulli(
         shape = tuple(logits.shape)
         g = draw_gumbel(backend, rng, (2, *shape), p.dtype, p.device)
         logistic = g[0, ...] - g[1, ...]
-    soft_needed = not hard or _tracks(backend, p.x, p.tau)
+    soft_needed = not hard or p.gradient_needed()
     with backend.errstate():
         y = backend.compiled(_relaxed_bernoulli, (0, 1, 2))(
             backend, hard, soft_needed, p.x + logistic, p.tau
@@ -868,7 +861,7 @@ def relaxed_topk(
     backend, ax = p.backend, p.axis
     k = check_k(k, logits.shape[ax], ax)
     method = check_method(method, TOPK_METHODS)
-    soft_needed = not hard or _tracks(backend, p.x, p.tau)
+    soft_needed = not hard or p.gradient_needed()
     if method == "successive":
         s = p.x + p.noise(rng, noise)
         _check_sample_rows(p, s, ax, noise is not None)

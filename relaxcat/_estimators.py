@@ -18,7 +18,8 @@ the gradient.
   averaging is Rao-Blackwellisation, which lowers the variance and keeps the mean.
 
 Where no gradient can flow (NumPy, CuPy, array-API libraries without autodiff, or torch
-tensors that do not require grad), only the one-hot sample is computed.
+logits and ``tau`` that do not require grad; :meth:`relaxcat._core.Prepared.gradient_needed`
+decides), only the one-hot sample is computed.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def estimator_sample(
         if backend.values_readable(s):
             p.check_rows(xp.max(s, axis=p.axis, keepdims=True), noise is not None)
         hot = one_hot_argmax(backend, s, p.axis, p.dtype, p.device)
-        if not backend.tracks_gradients(p.x):
+        if not p.gradient_needed():
             return p.out(hot)  # no gradient to carry: the surrogate is not needed
         if estimator == "reinmax":
             return p.out(reinmax(p, hot))

@@ -384,6 +384,54 @@ def test_array_tau_gets_a_gradient_from_st_and_gumbel_rao(bk, estimator):
 
 
 @autodiff
+@pytest.mark.parametrize(("estimator", "samples"), ESTIMATORS)
+def test_tau_as_the_only_tracked_input(bk, estimator, samples):
+    # Logits without gradient, a temperature with one: st and gumbel_rao give d/dtau,
+    # the same as when the logits are tracked too; reinmax gives none (pi1 is a constant).
+    noise = bk.asarray(NOISE)
+    w = bk.asarray(W)
+
+    def loss(x, t):
+        return (sample(bk, x, t, estimator, samples, noise=noise, rng=1) * w).sum()
+
+    if bk.name == "torch":
+        tau = bk.lib.tensor([[0.7]], dtype=bk.lib.float64, requires_grad=True)
+        y = sample(bk, bk.asarray(LOGITS), tau, estimator, samples, noise=noise, rng=1)
+        np.testing.assert_array_equal(bk.to_numpy(y), one_hot(LOGITS + NOISE))
+        if estimator == "reinmax":
+            assert not y.requires_grad  # no gradient to tau, as documented
+            return
+        (y * w).sum().backward()
+        alone = bk.to_numpy(tau.grad)
+        both = bk.lib.tensor([[0.7]], dtype=bk.lib.float64, requires_grad=True)
+        loss(bk.asarray(LOGITS).requires_grad_(True), both).backward()
+        with_logits = bk.to_numpy(both.grad)
+    else:
+        jax = bk.jax
+        tau = bk.asarray([[0.7]])
+        alone = bk.to_numpy(jax.grad(lambda t: loss(bk.asarray(LOGITS), t))(tau))
+        with_logits = bk.to_numpy(jax.grad(loss, argnums=1)(bk.asarray(LOGITS), tau))
+        if estimator == "reinmax":
+            assert np.all(alone == 0) and np.all(with_logits == 0)
+            return
+    assert alone.shape == (1, 1) and np.all(np.isfinite(alone)) and np.all(alone != 0)
+    np.testing.assert_allclose(alone, with_logits, rtol=1e-13)
+    if estimator == "st":  # the straight-through gradient is the soft sample's
+        soft = grad_tau(bk, lambda t: relaxcat.gumbel_softmax(bk.asarray(LOGITS), t, noise=noise))
+        np.testing.assert_allclose(alone, soft, rtol=1e-13)
+
+
+def grad_tau(bk, f, tau=0.7):
+    """Gradient of sum(W * f(tau)) with respect to a (1, 1) array ``tau``, as NumPy."""
+    w = bk.asarray(W)
+    if bk.name == "torch":
+        t = bk.lib.tensor([[tau]], dtype=bk.lib.float64, requires_grad=True)
+        (f(t) * w).sum().backward()
+        return bk.to_numpy(t.grad)
+    return bk.to_numpy(bk.jax.grad(lambda t: (f(t) * w).sum())(bk.asarray([[tau]])))
+
+
+@autodiff
 @pytest.mark.parametrize("samples", [1, 3])
 def test_gumbel_rao_seed_equals_noise_from_the_same_seed(bk, samples):
     # With noise=, draw 0 of the call's source is skipped, not reused: the conditional

@@ -206,7 +206,11 @@ class Backend:
         return x
 
     def tracks_gradients(self, x: Array) -> bool:
-        """Whether a gradient may flow back through ``x`` (so soft values are needed)."""
+        """Whether a derivative may flow through ``x``, in reverse or forward mode.
+
+        Soft values are computed only where one may; samplers ask through
+        ``relaxcat._core.gradient_needed``, which applies this to the logits and ``tau``.
+        """
         return False
 
     # -- random numbers --------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
+import torch.autograd.forward_ad as _forward_ad
 
 from .._noise import E_MAX, E_MIN, U_MIN, numpy_exponential
 from ._base import Backend, NoiseSource, reinmax_jvp
@@ -19,6 +20,19 @@ from ._numpy import axis_positions
 
 _functorch = getattr(torch._C, "_functorch", None)
 _is_functorch_wrapped = getattr(_functorch, "is_functorch_wrapped_tensor", None)
+_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", None)
+
+
+def _is_dual(x: torch.Tensor) -> bool:
+    """Whether ``x`` carries a ``torch.autograd.forward_ad`` tangent.
+
+    Outside a ``dual_level`` (the module's level is -1) no tensor can: one global read,
+    nothing measurable. Inside one, unpacking costs about 10 us; only forward-mode callers
+    pay it.
+    """
+    if _forward_ad._current_level < 0:
+        return False
+    return _forward_ad.unpack_dual(x).tangent is not None
 
 
 def _canonical(device: torch.device) -> torch.device:
@@ -326,13 +340,21 @@ class TorchBackend(Backend):
         return x.detach()
 
     def tracks_gradients(self, x: Any) -> bool:
-        if not torch.is_grad_enabled():
+        # Ordered so that a plain tensor is answered by three cheap reads (the 1x10 fast
+        # path pays for this call): its flag, the dual level, the functorch transforms.
+        if x.requires_grad and torch.is_grad_enabled():
+            return True
+        if _is_dual(x):
+            return True  # forward-mode AD ignores torch.no_grad: never drop the tangent
+        if _transforms_active is None or not _transforms_active():
             return False
-        if torch.compiler.is_compiling():
-            return bool(x.requires_grad)
-        if _is_functorch_wrapped is not None and _is_functorch_wrapped(x):
-            return True  # inside torch.func.grad/vjp/vmap the flag is not reliable
-        return bool(x.requires_grad)
+        # Inside torch.func.grad/vjp/jvp/vmap the flag is not reliable.
+        return (
+            torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+            and _is_functorch_wrapped is not None
+            and bool(_is_functorch_wrapped(x))
+        )
 
     def default_source(self, device: Any) -> NoiseSource:
         return TorchSource(None, device)  # torch's default generator: torch.manual_seed applies
@@ -361,7 +383,9 @@ class TorchBackend(Backend):
     def fast_gumbel_softmax(self, prepared: Any, rng: object, noise: object, hard: bool) -> Any:
         """Eager torch: noise, sample and one-hot in one buffer; a registered backward.
 
-        Used outside ``torch.compile`` and ``torch.func`` transforms, for a Python ``tau``.
+        Used outside ``torch.compile`` and ``torch.func`` transforms, for a Python ``tau``,
+        and not for dual tensors of ``torch.autograd.forward_ad`` (its Functions define no
+        forward rule; the generic path is written with differentiable torch operations).
         It computes the generic formula in place (same operations, same order), so its
         values equal the generic path's; the backward saves only the soft sample.
         """
@@ -371,8 +395,10 @@ class TorchBackend(Backend):
             return None
         if _is_functorch_wrapped is not None and _is_functorch_wrapped(x):
             return None
+        if _is_dual(x):
+            return None
         dim, device = p.axis, p.device
-        tracks = torch.is_grad_enabled() and x.requires_grad
+        tracks = p.gradient_needed()  # the one rule (tau is a Python float here)
         if device.type == "cuda" and p.tau >= 1e-30 and _cuda_kernels() is not None:
             return p.out(_cuda_sample(self, p, rng, noise, hard, tracks))
         if noise is None:
