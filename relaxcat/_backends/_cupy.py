@@ -18,7 +18,7 @@ import array_api_compat.cupy as xp_cupy
 import cupy
 
 from . import _cuda
-from ._base import Backend, NoiseSource
+from ._base import Backend, NoiseSource, with_article
 
 _defaults: dict[int, Any] = {}
 _lock = threading.Lock()
@@ -110,7 +110,7 @@ class CupyBackend(Backend):
 
     def wrap_generator(self, rng: Any, device: Any) -> NoiseSource:
         if not isinstance(rng, (cupy.random.Generator, cupy.random.RandomState)):
-            raise TypeError(f"rng is a {type(rng).__name__}; pass {self.rng_hint}.")
+            raise TypeError(f"rng is {with_article(type(rng).__name__)}; pass {self.rng_hint}.")
         with device:
             return CupySource(rng, device, Keys(key_array=key_from_generator(rng)))
 

@@ -15,7 +15,7 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 
 from .._noise import E_MAX, E_MIN, U_MIN, numpy_exponential
-from ._base import Backend, NoiseSource, reinmax_jvp
+from ._base import Backend, NoiseSource, reinmax_jvp, with_article
 from ._numpy import axis_positions
 
 _functorch = getattr(torch._C, "_functorch", None)
@@ -366,7 +366,7 @@ class TorchBackend(Backend):
 
     def wrap_generator(self, rng: Any, device: Any) -> NoiseSource:
         if not isinstance(rng, torch.Generator):
-            raise TypeError(f"rng is a {type(rng).__name__}; pass {self.rng_hint}.")
+            raise TypeError(f"rng is {with_article(type(rng).__name__)}; pass {self.rng_hint}.")
         if not self.same_device(rng.device, device):
             raise ValueError(
                 f"rng is a torch.Generator on {rng.device} but the logits are on {device}; "
