@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
+
 from ._backends import Array, Backend, backend_of
 from ._validation import (
     check_categories,
@@ -101,6 +103,10 @@ class Prepared:
 
     With ``elementwise=True`` (the relaxed Bernoulli) there is no category axis: ``axis``
     is ignored, the logits may be 0-d, and an array ``tau`` need only broadcast.
+
+    An array ``tau`` may add batch dimensions (logits ``(n,)``, ``tau`` of shape ``(B, 1)``):
+    ``logits`` and ``x`` are then the logits broadcast to the shape of the result, and
+    ``axis`` is an axis of that shape.
     """
 
     __slots__ = ("axis", "backend", "device", "dtype", "logits", "tau", "x", "xp")
@@ -109,17 +115,32 @@ class Prepared:
         backend = backend_of(logits, "logits")
         self.backend = backend
         self.xp = xp = backend.xp
-        self.logits = logits
+        extra = 0 if type(tau) is float or tau is None else _extra_dims(tau, logits.ndim)
         if elementwise:
             self.axis = -1
+            tau_axis = None
         else:
-            self.axis = normalize_axis(axis, logits.ndim)
-            check_categories(logits.shape[self.axis], "logits", self.axis)
+            # Counted in the broadcast shape: the logits are broadcast first.
+            self.axis = normalize_axis(axis, logits.ndim + extra, _argname(extra))
+            tau_axis = self.axis - extra
+            if tau_axis < 0:
+                raise ValueError(
+                    f"axis={axis} is a dimension that tau of shape {tuple(tau.shape)} adds in "
+                    f"front of logits of shape {tuple(logits.shape)}; the category axis must "
+                    f"be an axis of the logits (axis is counted in the broadcast shape). Use "
+                    f"a negative axis, e.g. axis=-1."
+                )
+            check_categories(logits.shape[tau_axis], "logits", self.axis)
         self.dtype = compute_dtype(backend, logits.dtype)
+        self.tau = None if tau is None else check_tau(tau, backend, logits, self.dtype, tau_axis)
+        if self.tau is not None and not isinstance(self.tau, float):
+            shape = tuple(logits.shape)
+            full = np.broadcast_shapes(shape, tuple(self.tau.shape))
+            if full != shape:  # tau adds batch dimensions: the result has the broadcast shape
+                logits = xp.broadcast_to(logits, full)
+        self.logits = logits
         self.x = logits if self.dtype == logits.dtype else xp.astype(logits, self.dtype)
         self.device = backend.device(logits)
-        tau_axis = None if elementwise else self.axis
-        self.tau = None if tau is None else check_tau(tau, backend, logits, self.dtype, tau_axis)
 
     def noise(self, rng: object, noise: object) -> Array:
         """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``."""
@@ -138,11 +159,22 @@ class Prepared:
         category axis gathers that axis into one chunk).
         """
         if y.dtype != self.logits.dtype:
-            y = self.xp.astype(y, self.logits.dtype)
+            with self.backend.errstate():  # beyond float16's range: +-inf, the right value
+                y = self.xp.astype(y, self.logits.dtype)
         return self.backend.align(y, self.device)
 
 
 # -- public API ----------------------------------------------------------------------
+
+
+def _extra_dims(tau: Any, ndim: int) -> int:
+    """How many leading dimensions an array ``tau`` adds to ``ndim``-d logits (0 if none)."""
+    shape = getattr(tau, "shape", None)
+    return max(0, len(shape) - ndim) if isinstance(shape, tuple) else 0
+
+
+def _argname(extra: int) -> str:
+    return "logits" if extra == 0 else "the broadcast of logits and tau"
 
 
 def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: Any = None) -> Array:

@@ -15,9 +15,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ._backends import Array, Backend, backend_of
 from ._core import (
     Prepared,
+    _extra_dims,
     divide_by_tau,
     draw_gumbel,
     one_hot_argmax,
@@ -32,8 +35,10 @@ from ._validation import (
     check_method,
     check_no_nan,
     check_noise,
+    check_simplex,
     check_tau,
     compute_dtype,
+    normalize_axis,
 )
 
 __all__ = [
@@ -122,7 +127,9 @@ def _k_hot(xp: Any, s: Array, k: int, axis: int, dtype: Any) -> Array:
 class _Pair:
     """Validated inputs of a density or divergence: two broadcast arrays and ``tau``.
 
-    ``tau`` is None only where the caller passed none (the KL divergence).
+    ``tau`` is None only where the caller passed none (the KL divergence). An array ``tau``
+    may add batch dimensions: ``a`` and ``b`` are then broadcast to the shape of all three,
+    and ``axis`` (counted in that shape) is an axis of it.
     """
 
     __slots__ = ("a", "axis", "b", "backend", "dtype", "out_dtype", "tau", "xp")
@@ -131,14 +138,34 @@ class _Pair:
         backend = backend_of(b, names[1])
         self.backend = backend
         self.xp = xp = backend.xp
+        pair_ndim = max(len(getattr(a, "shape", ())), b.ndim)
+        extra = 0 if type(tau) is float or tau is None else _extra_dims(tau, pair_ndim)
+        if axis is not None and extra:
+            where = f"the broadcast of {names[0]}, {names[1]} and tau"
+            full_axis = normalize_axis(axis, pair_ndim + extra, where)
+            if full_axis < extra:
+                raise ValueError(
+                    f"axis={axis} is a dimension that tau of shape {tuple(tau.shape)} adds in "
+                    f"front of {names[0]} and {names[1]}; the category axis must be one of "
+                    f"theirs (axis is counted in the broadcast shape). Use a negative axis, "
+                    f"e.g. axis=-1."
+                )
+            axis = full_axis - extra - pair_ndim  # the same axis, counted from the end
         a, b, self.axis = broadcast_pair(backend, a, b, names, axis)
         compute_dtype(backend, a.dtype, names[0])
         compute_dtype(backend, b.dtype, names[1])
         self.out_dtype = xp.result_type(a.dtype, b.dtype)
         self.dtype = compute_dtype(backend, self.out_dtype)
+        self.tau: Any = None if tau is None else check_tau(tau, backend, b, self.dtype, self.axis)
+        if self.tau is not None and not isinstance(self.tau, float):
+            shape = tuple(b.shape)
+            full = np.broadcast_shapes(shape, tuple(self.tau.shape))
+            if full != shape:  # tau adds batch dimensions: so does the result
+                a, b = xp.broadcast_to(a, full), xp.broadcast_to(b, full)
+                if self.axis is not None:
+                    self.axis += len(full) - len(shape)
         self.a = a if a.dtype == self.dtype else xp.astype(a, self.dtype)
         self.b = b if b.dtype == self.dtype else xp.astype(b, self.dtype)
-        self.tau: Any = None if tau is None else check_tau(tau, backend, b, self.dtype, self.axis)
 
     def out(self, r: Array) -> Array:
         return r if r.dtype == self.out_dtype else self.xp.astype(r, self.out_dtype)
@@ -328,7 +355,7 @@ def concrete_log_prob(y: Array, logits: Array, tau: float | Array, *, axis: int 
     inf
 
     """
-    return _concrete_density(_concrete_log_prob, y, "y", logits, tau, axis)
+    return _concrete_density(_concrete_log_prob, y, "y", logits, tau, axis, simplex=True)
 
 
 def _concrete_log_prob(backend: Backend, ax: int, y: Array, x: Array, tau: Any) -> Array:
@@ -422,13 +449,22 @@ def exp_concrete_log_prob(
 
 
 def _concrete_density(
-    kernel: Any, point: Any, name: str, logits: Any, tau: Any, axis: int
+    kernel: Any, point: Any, name: str, logits: Any, tau: Any, axis: int, simplex: bool = False
 ) -> Array:
-    """Check ``point`` (``y`` or ``log_y``) and ``logits``, then evaluate ``kernel`` on them."""
+    """Check ``point`` (``y`` or ``log_y``) and ``logits``, then evaluate ``kernel`` on them.
+
+    ``simplex``: ``point`` is ``y``, whose rows must sum to 1.
+    """
     d = _Pair(point, logits, (name, "logits"), axis, tau)
     backend, ax = d.backend, _axis(d)
     check_logits_rows(backend, d.b, ax)
     check_no_nan(backend, d.a, name)
+    if simplex:
+        own_axis = ax - (d.a.ndim - point.ndim)  # checked on y itself, to name its row
+        if own_axis >= 0:
+            check_simplex(backend, point, own_axis, d.dtype, name)
+        else:
+            check_simplex(backend, d.a, ax, d.dtype, name)
     with backend.errstate():
         r = backend.compiled(kernel, (0, 1))(backend, ax, d.a, d.b, d.tau)
     return d.out(r)
@@ -535,9 +571,9 @@ def relaxed_bernoulli(
     backend = p.backend
     check_no_nan(backend, p.x, "logits")
     if noise is not None:
-        logistic = check_noise(noise, backend, logits, p.dtype)
+        logistic = check_noise(noise, backend, p.logits, p.dtype)
     else:
-        shape = tuple(logits.shape)
+        shape = tuple(p.logits.shape)
         g = draw_gumbel(backend, rng, (2, *shape), p.dtype, p.device)
         logistic = g[0, ...] - g[1, ...]
     soft_needed = not hard or _tracks(backend, p.x, p.tau)
@@ -865,7 +901,7 @@ def relaxed_topk(
     """
     p = Prepared(logits, tau, axis)
     backend, ax = p.backend, p.axis
-    k = check_k(k, logits.shape[ax], ax)
+    k = check_k(k, p.logits.shape[ax], ax)
     method = check_method(method, TOPK_METHODS)
     soft_needed = not hard or _tracks(backend, p.x, p.tau)
     if method == "successive":
@@ -873,9 +909,9 @@ def relaxed_topk(
         _check_sample_rows(p, s, ax, noise is not None)
         kernel = _successive_topk
     else:
-        shape = (k, *tuple(logits.shape))
+        shape = (k, *tuple(p.logits.shape))
         if noise is not None:
-            g = check_noise(noise, backend, logits, p.dtype, shape)
+            g = check_noise(noise, backend, p.logits, p.dtype, shape)
         else:
             g = draw_gumbel(backend, rng, shape, p.dtype, p.device)
         s = p.x + g  # s[j] is draw j
@@ -1024,5 +1060,8 @@ def _categorical_kl(backend: Backend, ax: int, lq_in: Array, lp_in: Array) -> Ar
     lq = xp.where(q_on, _log_softmax(backend, lq_in, ax), 0.0)
     lp = xp.where(p_on, _log_softmax(backend, lp_in, ax), 0.0)
     q = xp.where(q_on, xp.exp(lq), 0.0)
-    kl = xp.sum(xp.where(q_on, q * (lq - lp), 0.0), axis=ax)
+    # A term whose q underflows to 0 adds 0: there lq (and lp) may be -inf (logits ~1e38
+    # apart), and 0 * (-inf - -inf) would be NaN, in the value and in the gradient.
+    diff = xp.where(q > 0, lq - lp, 0.0)
+    kl = xp.sum(q * diff, axis=ax)
     return xp.where(xp.any(q_on & xp.logical_not(p_on), axis=ax), INF, kl)
