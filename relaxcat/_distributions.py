@@ -1062,6 +1062,7 @@ def _categorical_kl(backend: Backend, ax: int, lq_in: Array, lp_in: Array) -> Ar
     q = xp.where(q_on, xp.exp(lq), 0.0)
     # A term whose q underflows to 0 adds 0: there lq (and lp) may be -inf (logits ~1e38
     # apart), and 0 * (-inf - -inf) would be NaN, in the value and in the gradient.
-    diff = xp.where(q > 0, lq - lp, 0.0)
+    kept = q > 0
+    diff = xp.where(kept, lq, 0.0) - xp.where(kept, lp, 0.0)
     kl = xp.sum(q * diff, axis=ax)
     return xp.where(xp.any(q_on & xp.logical_not(p_on), axis=ax), INF, kl)

@@ -59,30 +59,33 @@ def check_categories(n: int, argname: str = "logits", axis: int = -1) -> None:
         raise ValueError(f"{argname} has no categories along axis {axis} (size 0).")
 
 
-#: Temperatures in this range are normal numbers in float32 and in float64, the two compute
-#: dtypes: a Python ``tau`` inside it needs no look-up of the dtype's limits.
+#: Temperatures in this range are supported in float32 and in float64, the two compute
+#: dtypes (see :func:`tau_range`): a Python ``tau`` inside it needs no look-up of the limits.
 _TAU_LO = float(np.finfo(np.float32).smallest_normal)
-_TAU_HI = float(np.finfo(np.float32).max)
+_TAU_HI = 1.0 / _TAU_LO
 
 
 def tau_range(backend: Backend, dtype: Any) -> tuple[float, float]:
-    """The temperatures the compute ``dtype`` supports: its positive normal numbers.
+    """The temperatures the compute ``dtype`` supports: ``[tiny, 1 / tiny]``.
 
-    Below the smallest normal number a temperature is subnormal (JAX and GPUs flush it to
-    0, so ``(s - max) / tau`` is NaN) or rounds to 0; above the largest finite one it is
-    ``inf``, and ``-inf / inf`` is NaN for a masked category.
+    ``tiny`` is the smallest normal number. Below it a temperature is subnormal (JAX and
+    GPUs flush it to 0, so ``(s - max) / tau`` is NaN) or rounds to 0; above ``1 / tiny``
+    its reciprocal, which XLA multiplies by in place of a division, is subnormal, and
+    ``-inf * 0`` is NaN for a masked category (above the largest finite number ``tau``
+    itself is ``inf``).
     """
-    info = backend.xp.finfo(dtype)
-    return float(info.smallest_normal), float(info.max)
+    tiny = float(backend.xp.finfo(dtype).smallest_normal)
+    return tiny, 1.0 / tiny
 
 
 def _range_text(backend: Backend, dtype: Any) -> str:
     lo, hi = tau_range(backend, dtype)
     name = str(dtype).rsplit(".", 1)[-1].replace("dtype('", "").replace("')", "")
     return (
-        f"[{lo:.4g}, {hi:.4g}], the positive normal {name} numbers that the computation "
-        f"uses (at tau={lo:.4g} a soft sample is already one-hot up to rounding: use "
-        f"hard=True for the exact one-hot, or float64 logits for a wider range)"
+        f"[{lo:.4g}, {hi:.4g}] for the {name} computation (a temperature and its reciprocal "
+        f"must be normal {name} numbers; at tau={lo:.4g} a soft sample is already one-hot "
+        f"up to rounding: use hard=True for the exact one-hot, or float64 logits for a "
+        f"wider range)"
     )
 
 
@@ -153,7 +156,8 @@ def check_tau(
                 f"{tuple(wanted)}."
             )
     if tau.dtype != dtype:
-        tau = xp.astype(tau, dtype)
+        with backend.errstate():  # out of range overflows to inf, rejected below
+            tau = xp.astype(tau, dtype)
     if backend.values_readable(tau):
         lo, hi = tau_range(backend, dtype)
         if not bool(xp.all((tau >= lo) & (tau <= hi))):
@@ -364,8 +368,8 @@ def _fewest_unmasked(backend: Backend, axis: int, x: Array) -> Array:
 
 def check_enough_unmasked(backend: Backend, logits: Array, k: int, axis: int) -> None:
     """Raise if a row has fewer than ``k`` unmasked categories, where values can be read."""
-    if k == 1 or not backend.values_readable(logits):
-        return
+    if k == 1 or not backend.values_readable(logits) or math.prod(tuple(logits.shape)) == 0:
+        return  # (an empty batch has no row to check)
     fewest = int(backend.compiled(_fewest_unmasked, (0, 1))(backend, axis, logits))
     if fewest < k:
         raise ValueError(
