@@ -261,11 +261,17 @@ def gumbel_softmax(
         chosen. ``logits`` must not contain NaN or ``+inf``, and every row must keep at
         least one unmasked category.
     tau : float or array, default 1.0
-        Temperature > 0. An array must broadcast against ``logits`` with size 1 along
-        ``axis``, e.g. per-row temperatures of shape ``(B, 1)``. Array values are checked
-        where they can be read; inside ``jax.jit`` or ``torch.compile``, on a GPU, or in a
-        Dask graph, they cannot, and a value <= 0 there gives NaN or inf rather than an
-        error.
+        Temperature > 0, within ``[tiny, 1 / tiny]`` for the compute dtype's smallest
+        normal number ``tiny`` (float32, also for half precision: about
+        ``[1.2e-38, 8.5e37]``; float64: ``[2.2e-308, 4.5e307]``); outside it ``ValueError``.
+        An array must broadcast against ``logits`` with size 1 along ``axis``, e.g. per-row
+        temperatures of shape ``(B, 1)``. It may add batch dimensions, as in
+        ``torch.distributions``: logits ``(n,)`` with ``tau`` of shape ``(S, 1)`` give a
+        result of shape ``(S, n)``, the logits broadcast against ``tau`` (the category axis
+        keeps its place counted from the end; a non-negative ``axis`` is counted in the
+        broadcast shape). Array values are checked where they can be read; inside
+        ``jax.jit`` or ``torch.compile``, on a GPU, or in a Dask graph, they cannot, and a
+        value out of range there gives NaN or inf rather than an error.
     hard : bool, default False
         If True, return the exact one-hot :math:`\mathrm{onehot}(\arg\max(\ell + g))`
         (every entry exactly 0.0 or 1.0, ties to the first index), a draw from
@@ -285,7 +291,8 @@ def gumbel_softmax(
         ``TypeError`` for JAX arrays. The same seed gives the same sample (on Dask: for the
         same chunking; another chunking gives another sample).
     noise : array, optional
-        Explicit standard-Gumbel noise of the logits' shape, library and device (see
+        Explicit standard-Gumbel noise of the logits' shape (the broadcast shape where
+        ``tau`` adds dimensions), library and device (see
         :func:`gumbel_noise`). It overrides ``rng``. Use it under ``torch.compile``, to
         share noise between calls, or to compare libraries. It is cast to the compute
         dtype (float32 for half-precision logits). With ``estimator="gumbel_rao"`` it
@@ -311,8 +318,8 @@ def gumbel_softmax(
     Returns
     -------
     array
-        The sample, with the type, shape, dtype and device of ``logits``. It sums to 1
-        along ``axis``.
+        The sample, with the type, shape, dtype and device of ``logits`` (the shape: the
+        broadcast of the logits' and ``tau``'s). It sums to 1 along ``axis``.
 
     Raises
     ------

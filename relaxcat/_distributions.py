@@ -208,7 +208,8 @@ def log_gumbel_softmax(
         marks a masked category (its ``log y`` is ``-inf``, i.e. ``y = 0``). No NaN or
         ``+inf``, and at least one unmasked category per row.
     tau : float or array, default 1.0
-        Temperature > 0, as in :func:`gumbel_softmax` (an array needs size 1 on ``axis``).
+        Temperature > 0, as in :func:`gumbel_softmax` (an array needs size 1 on ``axis``
+        and may add batch dimensions).
     axis : int, default -1
         The category axis.
     rng : None, int, or generator, optional
@@ -301,15 +302,19 @@ def concrete_log_prob(y: Array, logits: Array, tau: float | Array, *, axis: int 
     Parameters
     ----------
     y : array
-        Points of the simplex (entries in [0, 1] summing to 1 along ``axis``; the sum is
-        not checked). Broadcasts against ``logits``, e.g. samples of shape ``(S, B, n)``
-        with logits ``(B, n)``.
+        Points of the simplex (entries in [0, 1] summing to 1 along ``axis``). Where values
+        can be read, a row whose sum differs from 1 by more than ``8 n eps`` (``n``
+        categories, ``eps`` of ``y``'s dtype) raises ``ValueError``; a sample of
+        :func:`gumbel_softmax` always passes. Broadcasts against ``logits``, e.g. samples
+        of shape ``(S, B, n)`` with logits ``(B, n)``.
     logits : array
         Unnormalised log-probabilities, as in :func:`gumbel_softmax`, same library and
         number of categories as ``y``.
     tau : float or array
-        Temperature > 0: a number, or an array broadcasting against the broadcast of ``y``
-        and ``logits`` with size 1 on ``axis``.
+        Temperature > 0, in the range :func:`gumbel_softmax` accepts: a number, or an array
+        broadcasting against the broadcast of ``y`` and ``logits`` with size 1 on ``axis``;
+        it may add batch dimensions (the result then has the broadcast shape of all three,
+        and a non-negative ``axis`` is counted in it).
     axis : int, default -1
         The category axis (an axis of the broadcast shape).
 
@@ -331,8 +336,8 @@ def concrete_log_prob(y: Array, logits: Array, tau: float | Array, *, axis: int 
         For non-floating input, or ``y`` and ``logits`` from different libraries.
     ValueError
         For shapes that do not broadcast, different numbers of categories, a bad ``tau``,
-        and (where values can be read) NaN in ``y``, or logits with NaN, ``+inf`` or an
-        entirely masked row.
+        and (where values can be read) NaN in ``y``, a row of ``y`` that does not sum to 1
+        (the message names it), or logits with NaN, ``+inf`` or an entirely masked row.
 
     See Also
     --------
@@ -415,7 +420,8 @@ def exp_concrete_log_prob(
     logits : array
         Unnormalised log-probabilities, same library and number of categories.
     tau : float or array
-        Temperature > 0: a number or an array with size 1 on ``axis``.
+        Temperature > 0: a number or an array with size 1 on ``axis``, as in
+        :func:`concrete_log_prob` (it may add batch dimensions).
     axis : int, default -1
         The category axis (an axis of the broadcast shape).
 
@@ -524,7 +530,8 @@ def relaxed_bernoulli(
         Log-odds, real floating, any shape (0-d included). ``+inf`` and ``-inf`` are
         allowed (probability 1 or 0: the sample is exactly 1 or 0); NaN is not.
     tau : float or array, default 1.0
-        Temperature > 0: a number or an array that broadcasts against ``logits``.
+        Temperature > 0 (range as in :func:`gumbel_softmax`): a number or an array that
+        broadcasts against ``logits``; the sample has the broadcast shape.
     hard : bool, default False
         If True, return exactly 0.0 or 1.0 (``1[logits + L > 0]``) with the gradient of the
         soft sample (straight-through).
@@ -618,7 +625,7 @@ def relaxed_bernoulli_log_prob(y: Array, logits: Array, tau: float | Array) -> A
         Log-odds (same library); ``±inf`` are point masses at 1 and 0.
     tau : float or array
         Temperature > 0: a number or an array that broadcasts against the broadcast of
-        ``y`` and ``logits``.
+        ``y`` and ``logits`` (the result has the broadcast shape of all three).
 
     Returns
     -------
@@ -851,7 +858,8 @@ def relaxed_topk(
     k : int
         Subset size, ``1 <= k <= n``.
     tau : float or array, default 1.0
-        Temperature > 0, as in :func:`gumbel_softmax` (an array needs size 1 on ``axis``).
+        Temperature > 0, as in :func:`gumbel_softmax` (an array needs size 1 on ``axis``
+        and may add batch dimensions).
     hard : bool, default False
         If True, return an exact k-hot vector (exactly ``k`` ones, the rest exact zeros)
         with the gradient of the soft output (straight-through). ``"successive"``: the

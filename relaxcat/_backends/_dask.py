@@ -112,14 +112,15 @@ def _empty_aware(name: str) -> Any:
     result. Where the result has no elements either, its values do not matter: ``sum``
     gives it with the right shape and chunks.
     """
-    reduce = getattr(xp_dask, name)
+    compat: Any = xp_dask  # sum and astype are not in the module's typed interface
+    reduce = getattr(compat, name)
 
     def reduction(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:
         if 0 in x.shape and axis is not None:
             axes = (axis,) if isinstance(axis, int) else tuple(axis)
             kept = [d for i, d in enumerate(x.shape) if i not in {a % x.ndim for a in axes}]
             if 0 in kept:
-                return xp_dask.astype(xp_dask.sum(x, axis=axis, keepdims=keepdims), x.dtype)
+                return compat.astype(compat.sum(x, axis=axis, keepdims=keepdims), x.dtype)
         return reduce(x, axis=axis, keepdims=keepdims)
 
     reduction.__name__ = name
