@@ -303,8 +303,9 @@ def concrete_log_prob(y: Array, logits: Array, tau: float | Array, *, axis: int 
     ----------
     y : array
         Points of the simplex (entries in [0, 1] summing to 1 along ``axis``). Where values
-        can be read, a row whose sum differs from 1 by more than ``8 n eps`` (``n``
-        categories, ``eps`` of ``y``'s dtype) raises ``ValueError``; a sample of
+        can be read, a row whose sum differs from 1 by more than ``8 n eps + 2**-8``
+        (``n`` categories, ``eps`` of ``y``'s dtype; the ``2**-8`` admits points rounded to
+        half precision and cast up) raises ``ValueError``; a sample of
         :func:`gumbel_softmax` always passes. Broadcasts against ``logits``, e.g. samples
         of shape ``(S, B, n)`` with logits ``(B, n)``.
     logits : array

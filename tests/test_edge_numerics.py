@@ -151,11 +151,30 @@ def test_a_row_off_the_simplex_raises_naming_the_row(bk):
         relaxcat.concrete_log_prob(bk.asarray(y), logits, 1.0)
     with pytest.raises(ValueError, match=r"its row .* sums to 0\.5"):
         relaxcat.concrete_log_prob(bk.asarray(np.array([0.5, 0, 0, 0])), logits, 1.0)
-    y[1, 2] = [0.25, 0.25, 0.25, 0.25 + 1e-5]  # beyond 8 n eps in float32
+    y[1, 2] = [0.25, 0.25, 0.25, 0.25 + 5e-3]  # beyond 8 n eps + 2**-8 in float32
     with pytest.raises(ValueError, match=r"row \(1, 2\)"):
         relaxcat.concrete_log_prob(
             bk.asarray(y, "float32"), bk.asarray(np.zeros(N), "float32"), 1.0
         )
+
+
+@pytest.mark.host_values
+def test_points_rounded_in_lower_precision_pass_when_cast_up(bk):
+    # bfloat16 rounding moves a row's sum by up to 2**-9: cast up, it must still pass.
+    rng = np.random.default_rng(4)
+    y = rng.dirichlet(np.ones(3), size=500)
+    bits = y.astype(np.float32).view(np.uint32)
+    bits = (bits + np.uint32(0x7FFF) + ((bits >> 16) & 1)) & np.uint32(0xFFFF0000)
+    y_bf16 = bits.view(np.float32)  # rounded to the nearest bfloat16, ties to even
+    assert np.abs(y_bf16.sum(-1) - 1).max() > 1e-3  # truly off at float32 precision
+    logits = bk.asarray(np.zeros(3), "float32")
+    lp = bk.to_numpy(relaxcat.concrete_log_prob(bk.asarray(y_bf16, "float32"), logits, 0.5))
+    assert np.isfinite(lp).all()
+    y32 = relaxcat.gumbel_softmax(bk.asarray(np.zeros((500, 3)), "float32"), 0.5, rng=bk.rng(1))
+    y64 = bk.asarray(bk.to_numpy(y32), "float64")
+    assert np.isfinite(
+        bk.to_numpy(relaxcat.concrete_log_prob(y64, bk.asarray(np.zeros(3)), 0.5))
+    ).all()
 
 
 # -- KL divergence at the float32 limits -------------------------------------------------
