@@ -111,6 +111,10 @@ class Prepared:
     is ignored, the logits may be 0-d, and an array ``tau`` need only broadcast. Samplers
     without a temperature pass ``tau=NO_TAU`` (``self.tau`` is then None); a ``tau`` of
     None is the user's and is refused by ``check_tau``.
+
+    An array ``tau`` may add batch dimensions (logits ``(n,)``, ``tau`` of shape ``(B, 1)``):
+    ``logits`` and ``x`` are then the logits broadcast to the shape of the result, and
+    ``axis`` is an axis of that shape.
     """
 
     __slots__ = ("axis", "backend", "device", "dtype", "logits", "tau", "x", "xp")
@@ -119,17 +123,33 @@ class Prepared:
         backend = backend_of(logits, "logits")
         self.backend = backend
         self.xp = xp = backend.xp
-        self.logits = logits
+        no_dims = type(tau) is float or tau is NO_TAU or tau is None
+        extra = 0 if no_dims else _extra_dims(tau, logits.ndim)
         if elementwise:
             self.axis = -1
+            tau_axis = None
         else:
-            self.axis = normalize_axis(axis, logits.ndim)
-            check_categories(logits.shape[self.axis], "logits", self.axis)
+            # Counted in the broadcast shape: the logits are broadcast first.
+            self.axis = normalize_axis(axis, logits.ndim + extra, _argname(extra))
+            tau_axis = self.axis - extra
+            if tau_axis < 0:
+                raise ValueError(
+                    f"axis={axis} is a dimension that tau of shape {tuple(tau.shape)} adds in "
+                    f"front of logits of shape {tuple(logits.shape)}; the category axis must "
+                    f"be an axis of the logits (axis is counted in the broadcast shape). Use "
+                    f"a negative axis, e.g. axis=-1."
+                )
+            check_categories(logits.shape[tau_axis], "logits", self.axis)
         self.dtype = compute_dtype(backend, logits.dtype)
+        self.tau = None if tau is NO_TAU else check_tau(tau, backend, logits, self.dtype, tau_axis)
+        if self.tau is not None and not isinstance(self.tau, float):
+            shape = tuple(logits.shape)
+            full = np.broadcast_shapes(shape, tuple(self.tau.shape))
+            if full != shape:  # tau adds batch dimensions: the result has the broadcast shape
+                logits = xp.broadcast_to(logits, full)
+        self.logits = logits
         self.x = logits if self.dtype == logits.dtype else xp.astype(logits, self.dtype)
         self.device = backend.device(logits)
-        tau_axis = None if elementwise else self.axis
-        self.tau = None if tau is NO_TAU else check_tau(tau, backend, logits, self.dtype, tau_axis)
 
     def gradient_needed(self) -> bool:
         """Whether a gradient may flow back to the logits or to an array ``tau``."""
@@ -152,11 +172,22 @@ class Prepared:
         category axis gathers that axis into one chunk).
         """
         if y.dtype != self.logits.dtype:
-            y = self.xp.astype(y, self.logits.dtype)
+            with self.backend.errstate():  # beyond float16's range: +-inf, the right value
+                y = self.xp.astype(y, self.logits.dtype)
         return self.backend.align(y, self.device)
 
 
 # -- public API ----------------------------------------------------------------------
+
+
+def _extra_dims(tau: Any, ndim: int) -> int:
+    """How many leading dimensions an array ``tau`` adds to ``ndim``-d logits (0 if none)."""
+    shape = getattr(tau, "shape", None)
+    return max(0, len(shape) - ndim) if isinstance(shape, tuple) else 0
+
+
+def _argname(extra: int) -> str:
+    return "logits" if extra == 0 else "the broadcast of logits and tau"
 
 
 def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: Any = None) -> Array:
@@ -253,11 +284,17 @@ def gumbel_softmax(
         chosen. ``logits`` must not contain NaN or ``+inf``, and every row must keep at
         least one unmasked category.
     tau : float or array, default 1.0
-        Temperature > 0. An array must broadcast against ``logits`` with size 1 along
-        ``axis``, e.g. per-row temperatures of shape ``(B, 1)``. Array values are checked
-        where they can be read; inside ``jax.jit`` or ``torch.compile``, on a GPU, or in a
-        Dask graph, they cannot, and a value <= 0 there gives NaN or inf rather than an
-        error.
+        Temperature > 0, within ``[tiny, 1 / tiny]`` for the compute dtype's smallest
+        normal number ``tiny`` (float32, also for half precision: about
+        ``[1.2e-38, 8.5e37]``; float64: ``[2.2e-308, 4.5e307]``); outside it ``ValueError``.
+        An array must broadcast against ``logits`` with size 1 along ``axis``, e.g. per-row
+        temperatures of shape ``(B, 1)``. It may add batch dimensions, as in
+        ``torch.distributions``: logits ``(n,)`` with ``tau`` of shape ``(S, 1)`` give a
+        result of shape ``(S, n)``, the logits broadcast against ``tau`` (the category axis
+        keeps its place counted from the end; a non-negative ``axis`` is counted in the
+        broadcast shape). Array values are checked where they can be read; inside
+        ``jax.jit`` or ``torch.compile``, on a GPU, or in a Dask graph, they cannot, and a
+        value out of range there gives NaN or inf rather than an error.
     hard : bool, default False
         If True, return the exact one-hot :math:`\mathrm{onehot}(\arg\max(\ell + g))`
         (every entry exactly 0.0 or 1.0, ties to the first index), a draw from
@@ -277,7 +314,8 @@ def gumbel_softmax(
         ``TypeError`` for JAX arrays. The same seed gives the same sample (on Dask: for the
         same chunking; another chunking gives another sample).
     noise : array, optional
-        Explicit standard-Gumbel noise of the logits' shape, library and device (see
+        Explicit standard-Gumbel noise of the logits' shape (the broadcast shape where
+        ``tau`` adds dimensions), library and device (see
         :func:`gumbel_noise`). It overrides ``rng``. Use it under ``torch.compile``, to
         share noise between calls, or to compare libraries. It is cast to the compute
         dtype (float32 for half-precision logits). With ``estimator="gumbel_rao"`` it
@@ -303,8 +341,8 @@ def gumbel_softmax(
     Returns
     -------
     array
-        The sample, with the type, shape, dtype and device of ``logits``. It sums to 1
-        along ``axis``.
+        The sample, with the type, shape, dtype and device of ``logits`` (the shape: the
+        broadcast of the logits' and ``tau``'s). It sums to 1 along ``axis``.
 
     Raises
     ------

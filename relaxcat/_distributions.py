@@ -15,9 +15,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ._backends import Array, Backend, backend_of
 from ._core import (
     Prepared,
+    _extra_dims,
     divide_by_tau,
     draw_gumbel,
     one_hot_argmax,
@@ -33,8 +36,10 @@ from ._validation import (
     check_method,
     check_no_nan,
     check_noise,
+    check_simplex,
     check_tau,
     compute_dtype,
+    normalize_axis,
 )
 
 __all__ = [
@@ -123,7 +128,9 @@ def _k_hot(xp: Any, s: Array, k: int, axis: int, dtype: Any) -> Array:
 class _Pair:
     """Validated inputs of a density or divergence: two broadcast arrays and ``tau``.
 
-    ``tau`` is None only where the caller passed ``NO_TAU`` (the KL divergence).
+    ``tau`` is None only where the caller passed ``NO_TAU`` (the KL divergence). An array ``tau``
+    may add batch dimensions: ``a`` and ``b`` are then broadcast to the shape of all three,
+    and ``axis`` (counted in that shape) is an axis of it.
     """
 
     __slots__ = ("a", "axis", "b", "backend", "dtype", "out_dtype", "tau", "xp")
@@ -132,14 +139,34 @@ class _Pair:
         backend = backend_of(b, names[1])
         self.backend = backend
         self.xp = xp = backend.xp
+        pair_ndim = max(len(getattr(a, "shape", ())), b.ndim)
+        extra = 0 if type(tau) is float or tau is None else _extra_dims(tau, pair_ndim)
+        if axis is not None and extra:
+            where = f"the broadcast of {names[0]}, {names[1]} and tau"
+            full_axis = normalize_axis(axis, pair_ndim + extra, where)
+            if full_axis < extra:
+                raise ValueError(
+                    f"axis={axis} is a dimension that tau of shape {tuple(tau.shape)} adds in "
+                    f"front of {names[0]} and {names[1]}; the category axis must be one of "
+                    f"theirs (axis is counted in the broadcast shape). Use a negative axis, "
+                    f"e.g. axis=-1."
+                )
+            axis = full_axis - extra - pair_ndim  # the same axis, counted from the end
         a, b, self.axis = broadcast_pair(backend, a, b, names, axis)
         compute_dtype(backend, a.dtype, names[0])
         compute_dtype(backend, b.dtype, names[1])
         self.out_dtype = xp.result_type(a.dtype, b.dtype)
         self.dtype = compute_dtype(backend, self.out_dtype)
+        self.tau: Any = None if tau is NO_TAU else check_tau(tau, backend, b, self.dtype, self.axis)
+        if self.tau is not None and not isinstance(self.tau, float):
+            shape = tuple(b.shape)
+            full = np.broadcast_shapes(shape, tuple(self.tau.shape))
+            if full != shape:  # tau adds batch dimensions: so does the result
+                a, b = xp.broadcast_to(a, full), xp.broadcast_to(b, full)
+                if self.axis is not None:
+                    self.axis += len(full) - len(shape)
         self.a = a if a.dtype == self.dtype else xp.astype(a, self.dtype)
         self.b = b if b.dtype == self.dtype else xp.astype(b, self.dtype)
-        self.tau: Any = None if tau is NO_TAU else check_tau(tau, backend, b, self.dtype, self.axis)
 
     def out(self, r: Array) -> Array:
         return r if r.dtype == self.out_dtype else self.xp.astype(r, self.out_dtype)
@@ -175,7 +202,8 @@ def log_gumbel_softmax(
         marks a masked category (its ``log y`` is ``-inf``, i.e. ``y = 0``). No NaN or
         ``+inf``, and at least one unmasked category per row.
     tau : float or array, default 1.0
-        Temperature > 0, as in :func:`gumbel_softmax` (an array needs size 1 on ``axis``).
+        Temperature > 0, as in :func:`gumbel_softmax` (an array needs size 1 on ``axis``
+        and may add batch dimensions).
     axis : int, default -1
         The category axis.
     rng : None, int, or generator, optional
@@ -268,15 +296,20 @@ def concrete_log_prob(y: Array, logits: Array, tau: float | Array, *, axis: int 
     Parameters
     ----------
     y : array
-        Points of the simplex (entries in [0, 1] summing to 1 along ``axis``; the sum is
-        not checked). Broadcasts against ``logits``, e.g. samples of shape ``(S, B, n)``
-        with logits ``(B, n)``.
+        Points of the simplex (entries in [0, 1] summing to 1 along ``axis``). Where values
+        can be read, a row whose sum differs from 1 by more than ``8 n eps + 2**-8``
+        (``n`` categories, ``eps`` of ``y``'s dtype; the ``2**-8`` admits points rounded to
+        half precision and cast up) raises ``ValueError``; a sample of
+        :func:`gumbel_softmax` always passes. Broadcasts against ``logits``, e.g. samples
+        of shape ``(S, B, n)`` with logits ``(B, n)``.
     logits : array
         Unnormalised log-probabilities, as in :func:`gumbel_softmax`, same library and
         number of categories as ``y``.
     tau : float or array
-        Temperature > 0: a number, or an array broadcasting against the broadcast of ``y``
-        and ``logits`` with size 1 on ``axis``.
+        Temperature > 0, in the range :func:`gumbel_softmax` accepts: a number, or an array
+        broadcasting against the broadcast of ``y`` and ``logits`` with size 1 on ``axis``;
+        it may add batch dimensions (the result then has the broadcast shape of all three,
+        and a non-negative ``axis`` is counted in it).
     axis : int, default -1
         The category axis (an axis of the broadcast shape).
 
@@ -298,8 +331,8 @@ def concrete_log_prob(y: Array, logits: Array, tau: float | Array, *, axis: int 
         For non-floating input, or ``y`` and ``logits`` from different libraries.
     ValueError
         For shapes that do not broadcast, different numbers of categories, a bad ``tau``,
-        and (where values can be read) NaN in ``y``, or logits with NaN, ``+inf`` or an
-        entirely masked row.
+        and (where values can be read) NaN in ``y``, a row of ``y`` that does not sum to 1
+        (the message names it), or logits with NaN, ``+inf`` or an entirely masked row.
 
     See Also
     --------
@@ -322,7 +355,7 @@ def concrete_log_prob(y: Array, logits: Array, tau: float | Array, *, axis: int 
     inf
 
     """
-    return _concrete_density(_concrete_log_prob, y, "y", logits, tau, axis)
+    return _concrete_density(_concrete_log_prob, y, "y", logits, tau, axis, simplex=True)
 
 
 def _concrete_log_prob(backend: Backend, ax: int, y: Array, x: Array, tau: Any) -> Array:
@@ -382,7 +415,8 @@ def exp_concrete_log_prob(
     logits : array
         Unnormalised log-probabilities, same library and number of categories.
     tau : float or array
-        Temperature > 0: a number or an array with size 1 on ``axis``.
+        Temperature > 0: a number or an array with size 1 on ``axis``, as in
+        :func:`concrete_log_prob` (it may add batch dimensions).
     axis : int, default -1
         The category axis (an axis of the broadcast shape).
 
@@ -416,13 +450,22 @@ def exp_concrete_log_prob(
 
 
 def _concrete_density(
-    kernel: Any, point: Any, name: str, logits: Any, tau: Any, axis: int
+    kernel: Any, point: Any, name: str, logits: Any, tau: Any, axis: int, simplex: bool = False
 ) -> Array:
-    """Check ``point`` (``y`` or ``log_y``) and ``logits``, then evaluate ``kernel`` on them."""
+    """Check ``point`` (``y`` or ``log_y``) and ``logits``, then evaluate ``kernel`` on them.
+
+    ``simplex``: ``point`` is ``y``, whose rows must sum to 1.
+    """
     d = _Pair(point, logits, (name, "logits"), axis, tau)
     backend, ax = d.backend, _axis(d)
     check_logits_rows(backend, d.b, ax)
     check_no_nan(backend, d.a, name)
+    if simplex:
+        own_axis = ax - (d.a.ndim - point.ndim)  # checked on y itself, to name its row
+        if own_axis >= 0:
+            check_simplex(backend, point, own_axis, d.dtype, name)
+        else:
+            check_simplex(backend, d.a, ax, d.dtype, name)
     with backend.errstate():
         r = backend.compiled(kernel, (0, 1))(backend, ax, d.a, d.b, d.tau)
     return d.out(r)
@@ -482,7 +525,8 @@ def relaxed_bernoulli(
         Log-odds, real floating, any shape (0-d included). ``+inf`` and ``-inf`` are
         allowed (probability 1 or 0: the sample is exactly 1 or 0); NaN is not.
     tau : float or array, default 1.0
-        Temperature > 0: a number or an array that broadcasts against ``logits``.
+        Temperature > 0 (range as in :func:`gumbel_softmax`): a number or an array that
+        broadcasts against ``logits``; the sample has the broadcast shape.
     hard : bool, default False
         If True, return exactly 0.0 or 1.0 (``1[logits + L > 0]``) with the gradient of the
         soft sample (straight-through).
@@ -529,9 +573,9 @@ def relaxed_bernoulli(
     backend = p.backend
     check_no_nan(backend, p.x, "logits")
     if noise is not None:
-        logistic = check_noise(noise, backend, logits, p.dtype)
+        logistic = check_noise(noise, backend, p.logits, p.dtype)
     else:
-        shape = tuple(logits.shape)
+        shape = tuple(p.logits.shape)
         g = draw_gumbel(backend, rng, (2, *shape), p.dtype, p.device)
         logistic = g[0, ...] - g[1, ...]
     soft_needed = not hard or p.gradient_needed()
@@ -576,7 +620,7 @@ def relaxed_bernoulli_log_prob(y: Array, logits: Array, tau: float | Array) -> A
         Log-odds (same library); ``±inf`` are point masses at 1 and 0.
     tau : float or array
         Temperature > 0: a number or an array that broadcasts against the broadcast of
-        ``y`` and ``logits``.
+        ``y`` and ``logits`` (the result has the broadcast shape of all three).
 
     Returns
     -------
@@ -809,7 +853,8 @@ def relaxed_topk(
     k : int
         Subset size, ``1 <= k <= n``.
     tau : float or array, default 1.0
-        Temperature > 0, as in :func:`gumbel_softmax` (an array needs size 1 on ``axis``).
+        Temperature > 0, as in :func:`gumbel_softmax` (an array needs size 1 on ``axis``
+        and may add batch dimensions).
     hard : bool, default False
         If True, return an exact k-hot vector (exactly ``k`` ones, the rest exact zeros)
         with the gradient of the soft output (straight-through). ``"successive"``: the
@@ -859,7 +904,7 @@ def relaxed_topk(
     """
     p = Prepared(logits, tau, axis)
     backend, ax = p.backend, p.axis
-    k = check_k(k, logits.shape[ax], ax)
+    k = check_k(k, p.logits.shape[ax], ax)
     method = check_method(method, TOPK_METHODS)
     soft_needed = not hard or p.gradient_needed()
     if method == "successive":
@@ -867,9 +912,9 @@ def relaxed_topk(
         _check_sample_rows(p, s, ax, noise is not None)
         kernel = _successive_topk
     else:
-        shape = (k, *tuple(logits.shape))
+        shape = (k, *tuple(p.logits.shape))
         if noise is not None:
-            g = check_noise(noise, backend, logits, p.dtype, shape)
+            g = check_noise(noise, backend, p.logits, p.dtype, shape)
         else:
             g = draw_gumbel(backend, rng, shape, p.dtype, p.device)
         s = p.x + g  # s[j] is draw j
@@ -1018,5 +1063,9 @@ def _categorical_kl(backend: Backend, ax: int, lq_in: Array, lp_in: Array) -> Ar
     lq = xp.where(q_on, _log_softmax(backend, lq_in, ax), 0.0)
     lp = xp.where(p_on, _log_softmax(backend, lp_in, ax), 0.0)
     q = xp.where(q_on, xp.exp(lq), 0.0)
-    kl = xp.sum(xp.where(q_on, q * (lq - lp), 0.0), axis=ax)
+    # A term whose q underflows to 0 adds 0: there lq (and lp) may be -inf (logits ~1e38
+    # apart), and 0 * (-inf - -inf) would be NaN, in the value and in the gradient.
+    kept = q > 0
+    diff = xp.where(kept, lq, 0.0) - xp.where(kept, lp, 0.0)
+    kl = xp.sum(q * diff, axis=ax)
     return xp.where(xp.any(q_on & xp.logical_not(p_on), axis=ax), INF, kl)

@@ -83,15 +83,49 @@ def check_categories(n: int, argname: str = "logits", axis: int = -1) -> None:
         raise ValueError(f"{argname} has no categories along axis {axis} (size 0).")
 
 
+#: Temperatures in this range are supported in float32 and in float64, the two compute
+#: dtypes (see :func:`tau_range`): a Python ``tau`` inside it needs no look-up of the limits.
+_TAU_LO = float(np.finfo(np.float32).smallest_normal)
+_TAU_HI = 1.0 / _TAU_LO
+
+
+def tau_range(backend: Backend, dtype: Any) -> tuple[float, float]:
+    """The temperatures the compute ``dtype`` supports: ``[tiny, 1 / tiny]``.
+
+    ``tiny`` is the smallest normal number. Below it a temperature is subnormal (JAX and
+    GPUs flush it to 0, so ``(s - max) / tau`` is NaN) or rounds to 0; above ``1 / tiny``
+    its reciprocal, which XLA multiplies by in place of a division, is subnormal, and
+    ``-inf * 0`` is NaN for a masked category (above the largest finite number ``tau``
+    itself is ``inf``).
+    """
+    tiny = float(backend.xp.finfo(dtype).smallest_normal)
+    return tiny, 1.0 / tiny
+
+
+def _range_text(backend: Backend, dtype: Any) -> str:
+    lo, hi = tau_range(backend, dtype)
+    name = str(dtype).rsplit(".", 1)[-1].replace("dtype('", "").replace("')", "")
+    return (
+        f"[{lo:.4g}, {hi:.4g}] for the {name} computation (a temperature and its reciprocal "
+        f"must be normal {name} numbers; at tau={lo:.4g} a soft sample is already one-hot "
+        f"up to rounding: use hard=True for the exact one-hot, or float64 logits for a "
+        f"wider range)"
+    )
+
+
 def check_tau(
     tau: Any, backend: Backend, logits: Array, dtype: Any, axis: int | None, argname: str = "tau"
 ) -> Any:
     """Return ``tau`` as a Python float or as an array of ``dtype`` on the logits' device.
 
-    ``axis`` is the category axis, along which an array ``tau`` must have size 1; ``None``
-    for element-wise distributions (the relaxed Bernoulli), where it need only broadcast.
+    ``axis`` is the category axis, an axis of ``logits`` (a non-negative one is counted from
+    the logits' first axis), along which an array ``tau`` must have size 1; ``None`` for
+    element-wise distributions (the relaxed Bernoulli), where it need only broadcast. An
+    array ``tau`` may have more dimensions than the logits, or size > 1 where they have
+    size 1: the result is then the broadcast of the two, and the returned ``tau`` has the
+    broadcast's number of dimensions. Temperatures must lie in :func:`tau_range`.
     """
-    if type(tau) is float and 0.0 < tau < math.inf:  # the common case, cheaply
+    if type(tau) is float and _TAU_LO <= tau <= _TAU_HI:  # the common case, cheaply
         return tau
     if isinstance(tau, numbers.Real) and not isinstance(tau, (bool, np.bool_)):
         value = float(tau)
@@ -99,6 +133,12 @@ def check_tau(
             raise ValueError(
                 f"{argname}={tau!r}: the temperature must be a finite number > 0 "
                 f"(tau -> 0 is the one-hot limit: use hard=True or sample_categorical for it)."
+            )
+        lo, hi = tau_range(backend, dtype)
+        if not lo <= value <= hi:
+            raise ValueError(
+                f"{argname}={tau!r} is outside the supported range of temperatures "
+                f"{_range_text(backend, dtype)}."
             )
         return value
     if isinstance(tau, (bool, np.bool_)):
@@ -126,30 +166,35 @@ def check_tau(
         tau = xp.astype(tau, dtype)
     shape = tuple(logits.shape)
     tshape = tuple(tau.shape)
-    if len(tshape) > len(shape):
-        raise ValueError(
-            f"{argname} has shape {tshape}, more dimensions than the logits {shape}; it must "
-            f"broadcast against the logits without changing their shape."
-        )
-    padded = (1,) * (len(shape) - len(tshape)) + tshape
-    if any(t not in (1, s) for t, s in zip(padded, shape, strict=False)):
+    ndim = max(len(shape), len(tshape))
+    padded_logits = (1,) * (ndim - len(shape)) + shape
+    padded = (1,) * (ndim - len(tshape)) + tshape
+    if any(1 != t != s != 1 for t, s in zip(padded, padded_logits, strict=True)):
         raise ValueError(
             f"{argname} has shape {tshape}, which does not broadcast against logits of shape "
             f"{shape}."
         )
-    if axis is not None and padded[axis] != 1:
-        raise ValueError(
-            f"{argname} has shape {tshape}, which varies along the category axis ({axis}) of "
-            f"logits {shape}; a temperature is one number per distribution. Give it size 1 "
-            f"on that axis, e.g. shape {(*shape[:axis], 1, *shape[axis + 1 :])}."
-        )
+    if axis is not None:
+        tail = axis - len(shape) if axis >= 0 else axis  # counted from the end
+        if padded[tail] != 1:
+            wanted = list(np.broadcast_shapes(padded, padded_logits))
+            wanted[tail] = 1
+            raise ValueError(
+                f"{argname} has shape {tshape}, which varies along the category axis "
+                f"({ndim + tail} of the broadcast shape) of logits {shape}; a temperature is "
+                f"one number per distribution. Give it size 1 on that axis, e.g. shape "
+                f"{tuple(wanted)}."
+            )
     if tau.dtype != dtype:
-        tau = xp.astype(tau, dtype)
-    if backend.values_readable(tau) and not bool(xp.all((tau > 0) & xp.isfinite(tau))):
-        raise ValueError(
-            f"{argname} contains values that are <= 0, inf or NaN; every temperature must "
-            f"be a finite number > 0."
-        )
+        with backend.errstate():  # out of range overflows to inf, rejected below
+            tau = xp.astype(tau, dtype)
+    if backend.values_readable(tau):
+        lo, hi = tau_range(backend, dtype)
+        if not bool(xp.all((tau >= lo) & (tau <= hi))):
+            raise ValueError(
+                f"{argname} contains values that are <= 0, NaN, or (in {dtype}) outside the "
+                f"supported range of temperatures {_range_text(backend, dtype)}."
+            )
     return backend.align(xp.reshape(tau, padded), backend.device(logits))
 
 
@@ -313,6 +358,42 @@ def check_no_nan(backend: Backend, x: Array, argname: str) -> None:
         raise ValueError(f"{argname} contains NaN.")
 
 
+def _simplex_deviation(backend: Backend, axis: int, y: Array) -> Array:
+    xp = backend.xp
+    return xp.max(xp.abs(xp.sum(y, axis=axis) - 1.0))
+
+
+def check_simplex(backend: Backend, y: Array, axis: int, dtype: Any, argname: str = "y") -> None:
+    """Raise if a row of ``y`` does not sum to 1 along ``axis``, where values can be read.
+
+    The sum is taken in the compute ``dtype``. The tolerance is ``8 n eps + 2**-8`` for
+    ``n`` categories and the machine epsilon of ``y``'s own dtype: ``8 n eps`` bounds the
+    rounding of a softmax computed in that dtype, so a sample of
+    :func:`relaxcat.gumbel_softmax` always passes; ``2**-8`` admits points rounded to half
+    precision (at most ``2**-9`` off in bfloat16) and then cast up, a float32 sample
+    evaluated in float64, and the small steps of finite differences.
+    """
+    shape = tuple(y.shape)
+    if not backend.values_readable(y) or math.prod(shape) == 0:
+        return
+    xp = backend.xp
+    tol = 8.0 * shape[axis] * float(xp.finfo(y.dtype).eps) + 2.0**-8
+    yc = y if y.dtype == dtype else xp.astype(y, dtype)
+    if float(backend.compiled(_simplex_deviation, (0, 1))(backend, axis, yc)) <= tol:
+        return
+    sums = xp.sum(yc, axis=axis)
+    bad = xp.reshape(xp.logical_not(xp.abs(sums - 1.0) <= tol), (-1,))
+    first = int(xp.argmax(xp.astype(bad, xp.int8)))
+    total = float(xp.reshape(sums, (-1,))[first])
+    row = tuple(int(i) for i in np.unravel_index(first, tuple(sums.shape)))
+    where = f"row {row}" if row else "its row"
+    raise ValueError(
+        f"{argname} is not a point of the simplex: {where} (categories along axis {axis}) "
+        f"sums to {total!r}, not 1 within {tol:.3g} ({y.dtype}). Normalise it, e.g. "
+        f"{argname} / {argname}.sum(axis={axis}, keepdims=True)."
+    )
+
+
 def _fewest_unmasked(backend: Backend, axis: int, x: Array) -> Array:
     xp = backend.xp
     return xp.min(xp.count_nonzero(x != -math.inf, axis=axis))
@@ -320,8 +401,8 @@ def _fewest_unmasked(backend: Backend, axis: int, x: Array) -> Array:
 
 def check_enough_unmasked(backend: Backend, logits: Array, k: int, axis: int) -> None:
     """Raise if a row has fewer than ``k`` unmasked categories, where values can be read."""
-    if k == 1 or not backend.values_readable(logits):
-        return
+    if k == 1 or not backend.values_readable(logits) or math.prod(tuple(logits.shape)) == 0:
+        return  # (an empty batch has no row to check)
     fewest = int(backend.compiled(_fewest_unmasked, (0, 1))(backend, axis, logits))
     if fewest < k:
         raise ValueError(

@@ -104,10 +104,35 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:
     return compat.clip(x, min=min, max=max)
 
 
+def _empty_aware(name: str) -> Any:
+    """The namespace's ``max`` or ``min``, also for arrays with no elements.
+
+    Dask's tree reduction fails at compute time ("zero-size array to reduction operation
+    maximum which has no identity") on a ``(0, n)`` batch, where NumPy returns an empty
+    result. Where the result has no elements either, its values do not matter: ``sum``
+    gives it with the right shape and chunks.
+    """
+    compat: Any = xp_dask  # sum and astype are not in the module's typed interface
+    reduce = getattr(compat, name)
+
+    def reduction(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:
+        if 0 in x.shape and axis is not None:
+            axes = (axis,) if isinstance(axis, int) else tuple(axis)
+            kept = [d for i, d in enumerate(x.shape) if i not in {a % x.ndim for a in axes}]
+            if 0 in kept:
+                return compat.astype(compat.sum(x, axis=axis, keepdims=keepdims), x.dtype)
+        return reduce(x, axis=axis, keepdims=keepdims)
+
+    reduction.__name__ = name
+    return staticmethod(reduction)
+
+
 class DaskNamespace(types.ModuleType):
-    """array-api-compat's Dask namespace, with the :func:`clip` above."""
+    """array-api-compat's Dask namespace: :func:`clip` above, ``max``/``min`` for empty batches."""
 
     clip = staticmethod(clip)
+    max = _empty_aware("max")
+    min = _empty_aware("min")
 
     def __init__(self) -> None:
         super().__init__("relaxcat._backends._dask.namespace", DaskNamespace.__doc__)
