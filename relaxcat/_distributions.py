@@ -818,7 +818,10 @@ def relaxed_topk(
         :math:`p^2 = (0.43, 0.29, 0.29)` and the first entry of the sum is 1.03. The
         winner's :math:`a + \log(1 - p)` is computed from the other entries, anchored at
         the runner-up, so the rounds stay exact at tiny ``tau`` where :math:`1 - p` rounds
-        to 0.
+        to 0. One limit remains: at an *exact* tie of perturbed logits (only possible with
+        explicit ``noise=``), the exact gradient of the later rounds is of order
+        :math:`1/\tau^2`; in float32 below ``tau`` ~ 1e-19 it overflows, and the gradient of
+        the tied entries is NaN. Use float64 there.
 
     ``method="max"`` (the m-hot recipe of C. Wu, 2021; as in L2X and Concrete autoencoders)
         ``k`` Gumbel-softmax draws :math:`C_j = \mathrm{softmax}((\ell + g_j)/\tau)`, each
