@@ -27,6 +27,7 @@ for the seeds' draws being typical.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -151,3 +152,44 @@ def test_seed_out_of_range_names_rng(bk):
     for seed in (-1, 2**64):
         with pytest.raises(ValueError, match=r"rng=.*\[0, 2\*\*64\)"):
             relaxcat.gumbel_softmax(like, rng=seed)
+
+
+@pytest.mark.backends("jax")
+def test_jax_raw_keys_of_every_implementation(bk):
+    jax = bk.jax
+    like = bk.asarray(np.zeros((2, 8)), "float32")
+    for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
+        typed = jax.random.key(3, impl=impl)
+        raw = jax.random.key_data(typed)
+        a = bk.to_numpy(relaxcat.gumbel_noise(like, rng=typed))
+        b = bk.to_numpy(relaxcat.gumbel_noise(like, rng=raw))
+        assert np.isfinite(a).all()
+        if impl != "unsafe_rbg":  # its raw uint32[4] keys read as rbg keys unless it is the default
+            np.testing.assert_array_equal(a, b)
+
+
+def _child_noise(queue):
+    import numpy as np
+
+    import relaxcat
+
+    queue.put(relaxcat.gumbel_noise(np.zeros(16)).tolist())
+
+
+@pytest.mark.backends("numpy")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+def test_forked_workers_draw_their_own_noise_with_rng_none(bk):
+    import multiprocessing
+
+    relaxcat.gumbel_noise(np.zeros(16))  # the parent's default generator exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_child_noise, args=(queue,)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    draws = [queue.get(timeout=60) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    parent = relaxcat.gumbel_noise(np.zeros(16)).tolist()
+    assert draws[0] != draws[1]
+    assert parent not in draws
