@@ -174,17 +174,23 @@ def test_torch_block_rng_is_reproducible_and_thread_independent(bk):
 @pytest.mark.backends("torch")
 @pytest.mark.host_values
 def test_torch_block_exponentials_have_float64_resolution(bk):
-    # Each block is a float64 ziggurat stream rounded to float32: nothing on a 2**-24 grid,
-    # no zero, and the values equal NumPy's draws from the same spawned seeds.
+    # Each block: float32 uniforms from its SFC64 stream; those in a tail are redrawn from
+    # the same stream at 53 bits. Rebuilt here with NumPy alone, the values must agree.
     torch = bk.lib
     mod = _torch_blocks()
     n = mod._PARALLEL_MIN + 12345
     e = mod._exponential_blocks((n,), torch.float32, 42).numpy()
     seeds = np.random.SeedSequence(42).spawn(-(-n // mod._BLOCK))
-    first = np.random.Generator(np.random.SFC64(seeds[0])).standard_exponential(mod._BLOCK)
-    last = np.random.Generator(np.random.SFC64(seeds[-1])).standard_exponential(12345)
-    np.testing.assert_array_equal(e[: mod._BLOCK], first.astype(np.float32))
-    np.testing.assert_array_equal(e[-12345:], last.astype(np.float32))
+    expected = []
+    for i, seed in enumerate(seeds):
+        gen = np.random.Generator(np.random.SFC64(seed))
+        u = gen.random(min(mod._BLOCK, n - i * mod._BLOCK), dtype=np.float32)
+        out = -np.log(u.astype(np.float64))
+        tail = np.flatnonzero((u < mod._TAIL) | (u >= 1.0 - mod._TAIL))
+        w = np.maximum(gen.random(tail.size), 2.0**-54) * mod._TAIL
+        out[tail] = np.where(u[tail] >= 0.5, -np.log1p(-w), -np.log(w))
+        expected.append(out)
+    np.testing.assert_allclose(e, np.concatenate(expected), rtol=2e-6)
     assert e.min() > 0.0
     small = e[e < 2.0**-14].astype(np.float64)
     assert small.size > 0
@@ -214,8 +220,10 @@ def _child_draw(queue):
 
     # Only relaxcat's own pool is exercised here: torch's OpenMP kernels themselves can
     # hang in a forked child (a torch limitation, with or without relaxcat).
-    e = _torch._exponential_blocks((_torch._PARALLEL_MIN + 1,), torch.float32, 5)
-    queue.put((_torch._pool is not None, float(e.numpy().mean())))
+    u, index, tail = _torch._uniform_blocks((_torch._PARALLEL_MIN + 1,), torch.float32, 5)
+    e = -np.log(u.numpy().astype(np.float64))
+    e[index] = tail
+    queue.put((_torch._pool is not None, float(e.mean()), tail.size / index.size))
 
 
 @pytest.mark.backends("torch")
@@ -232,9 +240,10 @@ def test_torch_block_rng_works_in_a_forked_child(bk):
     if proc.exitcode is None:
         proc.kill()
     assert proc.exitcode == 0, "the forked child hung (a stale thread pool) or failed"
-    started, mean = queue.get(timeout=5)
+    started, mean, ratio = queue.get(timeout=5)
     assert started
     assert abs(mean - 1.0) < 0.01
+    assert ratio == 1.0
 
 
 # -- memory -----------------------------------------------------------------------------
