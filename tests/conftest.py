@@ -178,6 +178,16 @@ class Harness:
             assert y.chunks == like.chunks, (y.chunks, like.chunks)
 
 
+def grad_of_tau(bk: Harness, f: Any, w: np.ndarray, tau: float = 0.7) -> np.ndarray:
+    """Gradient of ``sum(w * f(tau))`` for a (1, 1) ``tau``, the only tracked input, as NumPy."""
+    weights = bk.asarray(w)
+    if bk.name == "torch":
+        t = bk.lib.tensor([[tau]], dtype=bk.lib.float64, requires_grad=True)
+        (f(t) * weights).sum().backward()
+        return bk.to_numpy(t.grad)
+    return bk.to_numpy(bk.jax.grad(lambda t: (f(t) * weights).sum())(bk.asarray([[tau]])))
+
+
 def _params() -> list[Any]:
     params = []
     for name in KNOWN:

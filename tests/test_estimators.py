@@ -19,7 +19,7 @@ import relaxcat
 from relaxcat._backends import Backend, backend_of
 from relaxcat._core import Prepared
 from relaxcat._estimators import conditional_gumbel, gumbel_rao
-from tests.conftest import HALF
+from tests.conftest import HALF, grad_of_tau
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -417,18 +417,10 @@ def test_tau_as_the_only_tracked_input(bk, estimator, samples):
     assert alone.shape == (1, 1) and np.all(np.isfinite(alone)) and np.all(alone != 0)
     np.testing.assert_allclose(alone, with_logits, rtol=1e-13)
     if estimator == "st":  # the straight-through gradient is the soft sample's
-        soft = grad_tau(bk, lambda t: relaxcat.gumbel_softmax(bk.asarray(LOGITS), t, noise=noise))
+        soft = grad_of_tau(
+            bk, lambda t: relaxcat.gumbel_softmax(bk.asarray(LOGITS), t, noise=noise), W
+        )
         np.testing.assert_allclose(alone, soft, rtol=1e-13)
-
-
-def grad_tau(bk, f, tau=0.7):
-    """Gradient of sum(W * f(tau)) with respect to a (1, 1) array ``tau``, as NumPy."""
-    w = bk.asarray(W)
-    if bk.name == "torch":
-        t = bk.lib.tensor([[tau]], dtype=bk.lib.float64, requires_grad=True)
-        (f(t) * w).sum().backward()
-        return bk.to_numpy(t.grad)
-    return bk.to_numpy(bk.jax.grad(lambda t: (f(t) * w).sum())(bk.asarray([[tau]])))
 
 
 @autodiff

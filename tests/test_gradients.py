@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import relaxcat
+from tests.conftest import grad_of_tau
 
 pytestmark = pytest.mark.backends("torch", "jax")
 
@@ -189,16 +190,6 @@ def test_hard_sample_carries_the_gradient_of_an_array_tau_alone(bk):
     np.testing.assert_allclose(bk.to_numpy(taus.grad), bk.to_numpy(soft_taus.grad), rtol=1e-12)
 
 
-def grad_of_tau(bk, f, tau=0.7):
-    """Gradient of sum(W * f(tau)) for a (1, 1) ``tau``, the only tracked input, as NumPy."""
-    w = bk.asarray(W)
-    if bk.name == "torch":
-        t = bk.lib.tensor([[tau]], dtype=bk.lib.float64, requires_grad=True)
-        (f(t) * w).sum().backward()
-        return bk.to_numpy(t.grad)
-    return bk.to_numpy(bk.jax.grad(lambda t: (f(t) * w).sum())(bk.asarray([[tau]])))
-
-
 HARD_SAMPLERS = {
     "topk-successive": lambda x, t, hard, g: relaxcat.relaxed_topk(x, 2, t, hard=hard, noise=g[0]),
     "topk-max": lambda x, t, hard, g: relaxcat.relaxed_topk(
@@ -214,7 +205,7 @@ def test_hard_samplers_give_tau_alone_the_straight_through_gradient(bk, name):
     f = HARD_SAMPLERS[name]
     g = bk.asarray(np.random.default_rng(3).gumbel(size=(2, 6, 5)))
     x = bk.asarray(LOGITS)
-    hard = grad_of_tau(bk, lambda t: f(x, t, True, g))
-    soft = grad_of_tau(bk, lambda t: f(x, t, False, g))
+    hard = grad_of_tau(bk, lambda t: f(x, t, True, g), W)
+    soft = grad_of_tau(bk, lambda t: f(x, t, False, g), W)
     assert hard.shape == (1, 1) and np.all(hard != 0) and np.all(np.isfinite(hard))
     np.testing.assert_allclose(hard, soft, rtol=1e-13)
