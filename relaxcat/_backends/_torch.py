@@ -104,7 +104,7 @@ def _uniform_blocks(
     flat = u.view(-1).numpy()
     n_blocks = -(-flat.size // _BLOCK)
     children = np.random.SeedSequence(seed).spawn(n_blocks)
-    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    np_dtype = _NP_DTYPES[dtype]
 
     def fill(i: int) -> tuple[np.ndarray, np.ndarray]:
         block = flat[i * _BLOCK : (i + 1) * _BLOCK]
