@@ -44,7 +44,7 @@ def _canonical(device: torch.device) -> torch.device:
     return device
 
 
-_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+_NP_DTYPES: dict[torch.dtype, Any] = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 # Large CPU draws: torch's CPU generator (one mt19937 stream) is slow, and slower still for
