@@ -174,8 +174,9 @@ def test_torch_block_rng_is_reproducible_and_thread_independent(bk):
 @pytest.mark.backends("torch")
 @pytest.mark.host_values
 def test_torch_block_exponentials_have_float64_resolution(bk):
-    # Each block: float32 uniforms from its SFC64 stream; those in a tail are redrawn from
-    # the same stream at 53 bits. Rebuilt here with NumPy alone, the values must agree.
+    # Each block: 32-bit words from its SFC64 stream, U = w * 2**-32 in float32; the words in a tail
+    # (w < 2**25 or w >= 2**32 - 2**25) are redrawn from the same stream at 53 bits after the
+    # block's words. Rebuilt here with NumPy alone, in float64, the values must agree.
     torch = bk.lib
     mod = _torch_blocks()
     n = mod._PARALLEL_MIN + 12345
@@ -183,12 +184,18 @@ def test_torch_block_exponentials_have_float64_resolution(bk):
     seeds = np.random.SeedSequence(42).spawn(-(-n // mod._BLOCK))
     expected = []
     for i, seed in enumerate(seeds):
-        gen = np.random.Generator(np.random.SFC64(seed))
-        u = gen.random(min(mod._BLOCK, n - i * mod._BLOCK), dtype=np.float32)
-        out = -np.log(u.astype(np.float64))
-        tail = np.flatnonzero((u < mod._TAIL) | (u >= 1.0 - mod._TAIL))
-        w = np.maximum(gen.random(tail.size), 2.0**-54) * mod._TAIL
-        out[tail] = np.where(u[tail] >= 0.5, -np.log1p(-w), -np.log(w))
+        size = min(mod._BLOCK, n - i * mod._BLOCK)
+        bits = np.random.SFC64(seed)
+        words = []
+        for start in range(0, size, mod._CHUNK):
+            m = min(mod._CHUNK, size - start)
+            words.append(bits.random_raw(-(-m // 2)).view(np.uint32)[:m])
+        w32 = np.concatenate(words)
+        u = (w32.astype(np.float32) * np.float32(2.0**-32)).astype(np.float64)
+        out = -np.log(u)
+        tail = np.flatnonzero((w32 < 2**25) | (w32 >= 2**32 - 2**25))
+        w = np.maximum(np.random.Generator(bits).random(tail.size), 2.0**-54) * mod._TAIL
+        out[tail] = np.maximum(np.where(u[tail] >= 0.5, -np.log1p(-w), -np.log(w)), 2.0**-56)
         expected.append(out)
     np.testing.assert_allclose(e, np.concatenate(expected), rtol=2e-6)
     assert e.min() > 0.0

@@ -81,6 +81,47 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 #: Uniforms below this or at least ``1 - _TAIL`` are redrawn at 53-bit resolution.
 _TAIL = 2.0**-7
+# The tails in 32-bit words ``w`` (``U = w * 2**-32``): ``w < 2**25`` or ``w >= 2**32 - 2**25``.
+# Adding 2**25 (mod 2**32) sends exactly those words below 2**26.
+_TAIL_SHIFT = np.uint32(1 << 25)
+_TAIL_WORDS = np.uint32(1 << 26)
+_CHUNK = 1 << 16
+
+
+def _fill_block(block: np.ndarray, seed: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+    """Uniforms into ``block`` from one SFC64 stream; ``(tail positions, their exact E)``.
+
+    float32: the stream's raw 64-bit words, split into 32-bit words ``w``, give
+    ``U = w * 2**-32`` rounded to float32 (relative resolution ``2**-24`` at every scale),
+    and the tail test is done on the integers, so the tails have probability exactly
+    ``_TAIL`` each. float64: ``Generator.random`` (``k * 2**-53``).
+    """
+    bits = np.random.SFC64(seed)
+    uniform = np.random.Generator(bits)
+    tails, highs = [], []
+    # In pieces that stay in the core's cache (and below malloc's mmap threshold): one
+    # 2 MiB temporary per step was about twice as slow.
+    for start in range(0, block.size, _CHUNK):
+        part = block[start : start + _CHUNK]
+        if part.dtype == np.float32:
+            w = bits.random_raw(-(-part.size // 2)).view(np.uint32)[: part.size]
+            tail = np.flatnonzero(np.add(w, _TAIL_SHIFT) < _TAIL_WORDS)
+            highs.append(w[tail] >= np.uint32(1 << 31))
+            np.copyto(part, w, casting="unsafe")  # rounds to 24 significant bits
+            part *= np.float32(2.0**-32)
+        else:
+            uniform.random(out=part)
+            tail = np.flatnonzero((part < _TAIL) | (part >= 1.0 - _TAIL))
+            highs.append(part[tail] >= 0.5)
+        tails.append(tail + start)
+    tail, high = np.concatenate(tails), np.concatenate(highs)
+    w64 = np.maximum(uniform.random(tail.size), U_MIN) * _TAIL
+    e = np.where(high, -np.log1p(-w64), -np.log(w64))
+    # The floor that the generic clip would apply (E >= 2**-61 here): the block path then
+    # needs no clip pass of its own.
+    np.maximum(e, E_MIN, out=e)
+    block[tail] = 1.0  # a placeholder: -log(1) = 0, overwritten with e
+    return tail, e.astype(block.dtype)
 
 
 def _uniform_blocks(
@@ -92,30 +133,23 @@ def _uniform_blocks(
     where ``E`` is ``tail``. NumPy only (no torch kernel runs here, so it works in a forked
     child, where torch's OpenMP pool may hang).
 
-    Each block is float32 uniforms ``U`` (the fast part). The ``2 * _TAIL`` of them that lie
-    in a tail, ``U < _TAIL`` or ``U >= 1 - _TAIL``, are redrawn from their exact conditional
-    law at 53-bit resolution: ``W = V * _TAIL`` from the nearer end, ``V`` a float64 uniform
-    of the same stream, and ``E`` is ``-log W`` or ``-log1p(-W)`` in float64. The bulk gets
-    ``E = -log U`` from torch's vectorised log, and the tail values are written over it. So
-    ``E`` resolves both ends to 53 bits, ``E`` lies in ``[2**-61, 42.3]``, and in the bulk
-    ``U`` keeps a relative resolution of ``2**-17`` or finer.
+    Each block is uniforms ``U`` (the fast part, see :func:`_fill_block`). The
+    ``2 * _TAIL`` of them that lie in a tail, ``U < _TAIL`` or ``U >= 1 - _TAIL``, are redrawn
+    from their exact conditional law at 53-bit resolution: ``W = V * _TAIL`` from the nearer
+    end, ``V`` a float64 uniform of the same stream, and ``E`` is ``-log W`` or
+    ``-log1p(-W)`` in float64, floored at ``E_MIN``. The bulk gets ``E = -log U`` from torch's
+    vectorised log, and the tail values are written over it. So ``E`` resolves both ends to
+    53 bits, ``E`` lies in ``[E_MIN, 42.3]`` (no clip needed), and in the bulk ``E`` keeps a
+    relative resolution of ``2**-17`` or finer.
     """
     u = torch.empty(shape, dtype=dtype)
     flat = u.view(-1).numpy()
     n_blocks = -(-flat.size // _BLOCK)
     children = np.random.SeedSequence(seed).spawn(n_blocks)
-    np_dtype = _NP_DTYPES[dtype]
 
     def fill(i: int) -> tuple[np.ndarray, np.ndarray]:
-        block = flat[i * _BLOCK : (i + 1) * _BLOCK]
-        generator = np.random.Generator(np.random.SFC64(children[i]))
-        generator.random(out=block, dtype=np_dtype)
-        tail = np.flatnonzero((block < _TAIL) | (block >= 1.0 - _TAIL))
-        high = block[tail] >= 0.5
-        w = np.maximum(generator.random(tail.size), U_MIN) * _TAIL
-        e = np.where(high, -np.log1p(-w), -np.log(w))
-        block[tail] = 1.0  # a placeholder: -log(1) = 0, overwritten below
-        return tail + i * _BLOCK, e.astype(np_dtype)
+        index, e = _fill_block(flat[i * _BLOCK : (i + 1) * _BLOCK], children[i])
+        return index + i * _BLOCK, e
 
     parts = list(_thread_pool().map(fill, range(n_blocks)))
     index = np.concatenate([part[0] for part in parts])
@@ -216,11 +250,18 @@ class TorchSource:
         return u.clamp_(min=U_MIN).log_().neg_().to(dtype)
 
     def log_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        """``log(clip(E, E_MIN, E_MAX))`` in one buffer: the generic formula, in place."""
+        """``log(clip(E, E_MIN, E_MAX))`` in one buffer: the generic formula, in place.
+
+        Only the CUDA kernels' draws are clipped here. Every other source's ``E`` already
+        lies in ``[E_MIN, E_MAX]`` (the 53-bit uniforms: ``[2**-53, 37.4]``; the blocks:
+        ``[E_MIN, 42.3]``; the NumPy ziggurat: floored at ``E_MIN``, above ``E_MAX`` with
+        probability 1.6e-28, where the logarithm is finite anyway), so the clip would be a
+        pass over the array that changes nothing.
+        """
         e = self.standard_exponential(shape, dtype)
-        if _functorch_active():
-            return e.clamp(E_MIN, E_MAX).log()
-        return e.clamp_(E_MIN, E_MAX).log_()
+        if self._kernels():
+            return e.clamp_(E_MIN, E_MAX).log_()
+        return e.log() if _functorch_active() else e.log_()
 
     def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
         if self._kernels():
