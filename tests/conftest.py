@@ -249,13 +249,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``backends(...)`` marker excludes it (a torch-only test has no NumPy variant), or when
     it needs host-readable values and the backend's arrays live on a GPU or in a lazy Dask
     graph. Skips are kept for one case only: a selected backend that is not installed.
+
+    A test that takes no backend (the demo, the docs' examples, import checks, doctests,
+    pure-Python helpers) checks the installation as a whole, whatever the backend: it runs
+    where NumPy is selected (the numpy cell, the agreement session, which has every CPU
+    library installed, and a plain ``pytest``), not again in every cell.
     """
     selected = set(selected_backends())
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         name = callspec.params.get("bk") if callspec is not None else None
-        applies = name is None or (
+        applies = ("numpy" in selected) if name is None else (
             name in selected
             and all(name in m.args for m in item.iter_markers("backends"))
             and not (
