@@ -185,6 +185,120 @@ def torch_rows(reps: int) -> list[Row]:
     return rows
 
 
+SMALL_SHAPES = [(1, 10), (32, 10), (8, 64)]
+
+
+def small_torch_rows() -> list[Row]:
+    """torch at the sizes of selector logits and small policies, per call (microseconds).
+
+    relaxcat's Python-level cost (validation, dispatch) dominates here, not the arithmetic:
+    forward, and forward plus backward of ``(y * w).sum()``, against ``F.gumbel_softmax``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    rows = []
+    for shape in SMALL_SHAPES:
+        label = "x".join(map(str, shape))
+        x = torch.randn(*shape)
+        xg = x.clone().requires_grad_(True)
+        w = torch.randn(*shape)
+        for hard in (False, True):
+            kind = "hard" if hard else "soft"
+
+            def fwd_bwd(f: Callable[..., Any], hard: bool = hard) -> Callable[[], None]:
+                def run() -> None:
+                    (f(xg, TAU, hard=hard) * w).sum().backward()
+                    xg.grad = None
+
+                return run
+
+            forward = per_call_us(
+                {
+                    "ours": lambda hard=hard: relaxcat.gumbel_softmax(x, TAU, hard=hard),
+                    "theirs": lambda hard=hard: F.gumbel_softmax(x, TAU, hard=hard),
+                },
+                number=500,
+                repeat=9,
+            )
+            both = per_call_us(
+                {"ours": fwd_bwd(relaxcat.gumbel_softmax), "theirs": fwd_bwd(F.gumbel_softmax)},
+                number=300,
+                repeat=9,
+            )
+            for name, t, limit in (
+                (f"torch {kind} forward", forward, 1.0),
+                (f"torch {kind} forward+backward", both, 1.1),
+            ):
+                row = Row(
+                    name,
+                    label,
+                    f"F.gumbel_softmax{'(hard)' if hard else ''}",
+                    t["ours"],
+                    t["theirs"],
+                    unit="us/call",
+                    target=f"<= {limit:g}x anchor's time",
+                )
+                row.met = row.ours <= limit * row.theirs
+                rows.append(row)
+    return rows
+
+
+JAX_FIRST_CALL_CHILD = r"""
+import json, sys, time
+import jax, jax.numpy as jnp
+which, rows, cols, hard = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+key = jax.random.key(0)
+if which == "ours":
+    import relaxcat
+    f = lambda x: relaxcat.gumbel_softmax(x, 0.5, hard=hard, rng=key)
+else:
+    def f(x):
+        y = jax.nn.softmax((x + jax.random.gumbel(key, x.shape, x.dtype)) / 0.5, axis=-1)
+        if hard:
+            y = jax.nn.one_hot(jnp.argmax(y, axis=-1), x.shape[-1], dtype=x.dtype)
+        return y
+f(jnp.zeros((3, 7))).block_until_ready()  # start-up: backend, imports, first compilations
+x = jnp.zeros((rows, cols))
+start = time.perf_counter()
+f(x).block_until_ready()
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+
+def jax_first_call_rows(repeat: int = 3) -> list[Row]:
+    """Eager JAX, the first call on a new shape (compilation included), fresh processes.
+
+    Each candidate runs in its own process (so neither reuses the other's compiled
+    primitives), warmed up on another shape; the median of ``repeat`` processes.
+    """
+    rows = []
+    for shape in [(32, 10), (8, 64), (256, 1000)]:
+        for hard in (False, True):
+            res: dict[str, list[float]] = {"ours": [], "theirs": []}
+            for _ in range(repeat):
+                for which in res:
+                    args = [which, str(shape[0]), str(shape[1]), "1" if hard else "0"]
+                    out = subprocess.run(
+                        [sys.executable, "-c", JAX_FIRST_CALL_CHILD, *args],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    res[which].append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+            row = Row(
+                f"jax eager first call, {'hard' if hard else 'soft'}",
+                "x".join(map(str, shape)),
+                "eager jax.random.gumbel + softmax",
+                statistics.median(res["ours"]) * 1e3,
+                statistics.median(res["theirs"]) * 1e3,
+                target="<= 1.2x anchor's time",
+            )
+            row.met = row.ours <= 1.2 * row.theirs
+            rows.append(row)
+    return rows
+
+
 def numpy_rows(reps: int) -> list[Row]:
     rows = []
     for shape in SHAPES:
@@ -270,10 +384,10 @@ def overhead_rows() -> list[Row]:
         t["ours"],
         t["softmax"],
         unit="us",
-        target="<= 15 us above softmax",
+        target="<= 10 us above softmax",
     )
     row.extra = {"overhead_us": t["ours"] - t["softmax"], "floor_us": t["floor"]}
-    row.met = row.extra["overhead_us"] <= 15
+    row.met = row.extra["overhead_us"] <= 10
     rows.append(row)
     if importlib.util.find_spec("torch"):
         import torch
@@ -397,6 +511,8 @@ def fmt_row(r: Row) -> list[str]:
         values = [f"{r.ours:.2f} ms", f"{r.theirs:.2f} ms", f"{r.ratio:.2f}x"]
     elif r.unit == "us":
         values = [f"{r.ours:.1f} us", f"{r.theirs:.1f} us", f"+{r.extra['overhead_us']:.1f} us"]
+    elif r.unit == "us/call":
+        values = [f"{r.ours:.1f} us", f"{r.theirs:.1f} us", f"{r.ratio:.2f}x"]
     else:
         values = [f"{r.ours:.2f}x", f"{r.theirs:.2f}x", "-"]
     met = "" if r.met is None else ("yes" if r.met else "**no**")
@@ -412,19 +528,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
     parser.add_argument(
         "--only",
-        choices=["torch", "numpy", "jax", "overhead", "memory"],
+        choices=["torch", "small", "numpy", "jax", "jax_first", "overhead", "memory"],
         action="append",
         help="run only these groups",
     )
     args = parser.parse_args(argv)
-    groups = args.only or ["torch", "numpy", "jax", "overhead", "memory"]
+    groups = args.only or ["torch", "small", "numpy", "jax", "jax_first", "overhead", "memory"]
     rows: list[Row] = []
     if "torch" in groups and importlib.util.find_spec("torch"):
         rows += torch_rows(args.reps)
+    if "small" in groups and importlib.util.find_spec("torch"):
+        rows += small_torch_rows()
     if "numpy" in groups:
         rows += numpy_rows(args.reps)
     if "jax" in groups and importlib.util.find_spec("jax"):
         rows += jax_rows(args.reps)
+    if "jax_first" in groups and importlib.util.find_spec("jax"):
+        rows += jax_first_call_rows()
     if "overhead" in groups:
         rows += overhead_rows()
     if "memory" in groups:
