@@ -260,13 +260,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         callspec = getattr(item, "callspec", None)
         name = callspec.params.get("bk") if callspec is not None else None
-        applies = ("numpy" in selected) if name is None else (
-            name in selected
-            and all(name in m.args for m in item.iter_markers("backends"))
-            and not (
-                _values_unreadable(name) and any(True for _ in item.iter_markers("host_values"))
+        applies = (
+            ("numpy" in selected)
+            if name is None
+            else (
+                name in selected
+                and all(name in m.args for m in item.iter_markers("backends"))
+                and not (
+                    _values_unreadable(name) and any(True for _ in item.iter_markers("host_values"))
+                )
+                and (_on_gpu(name) or not any(True for _ in item.iter_markers("cuda_kernels")))
             )
-            and (_on_gpu(name) or not any(True for _ in item.iter_markers("cuda_kernels")))
         )
         (keep if applies else drop).append(item)
     if drop:
