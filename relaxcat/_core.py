@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._backends import Array, Backend, backend_of
+from ._backends import Array, Backend, NoiseSource, backend_of
 from ._backends._base import with_article
 from ._noise import gumbel_from_exponential
 from ._validation import (
@@ -141,7 +141,10 @@ class Prepared:
                 )
             check_categories(logits.shape[tau_axis], "logits", self.axis)
         self.dtype = compute_dtype(backend, logits.dtype)
-        self.tau = None if tau is NO_TAU else check_tau(tau, backend, logits, self.dtype, tau_axis)
+        #: a Python float, an array, or None for samplers without a temperature
+        self.tau: Any = (
+            None if tau is NO_TAU else check_tau(tau, backend, logits, self.dtype, tau_axis)
+        )
         if self.tau is not None and not isinstance(self.tau, float):
             shape = tuple(logits.shape)
             full = np.broadcast_shapes(shape, tuple(self.tau.shape))
@@ -155,11 +158,30 @@ class Prepared:
         """Whether a gradient may flow back to the logits or to an array ``tau``."""
         return gradient_needed(self.backend, self.x, self.tau)
 
-    def noise(self, rng: object, noise: object) -> Array:
-        """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``."""
-        if noise is not None:
-            return check_noise(noise, self.backend, self.logits, self.dtype)
-        return draw_gumbel(self.backend, rng, tuple(self.logits.shape), self.dtype, self.device)
+    # Noise: the one place every sampler gets its Gumbel noise, explicit or drawn.
+    def noise(self, rng: object, noise: object, shape: tuple[int, ...] | None = None) -> Array:
+        """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``.
+
+        ``shape`` defaults to the logits' shape (the broadcast shape where ``tau`` adds
+        dimensions); samplers that draw several arrays at once pass ``(m, *shape)``.
+        """
+        given = self.given_noise(noise, shape)
+        return given if given is not None else self.draw(self.source(rng), shape)
+
+    def given_noise(self, noise: object, shape: tuple[int, ...] | None = None) -> Array | None:
+        """The user's ``noise`` checked (library, shape, dtype, device) and cast; None if none."""
+        if noise is None:
+            return None
+        return check_noise(noise, self.backend, self.logits, self.dtype, shape)
+
+    def source(self, rng: object) -> NoiseSource:
+        """The adapter's noise source for the user's ``rng`` on the logits' device."""
+        return self.backend.noise_source(rng, self.device)
+
+    def draw(self, source: NoiseSource, shape: tuple[int, ...] | None = None) -> Array:
+        """Standard Gumbel noise of ``shape`` (default: the logits') from ``source``."""
+        shape = tuple(self.logits.shape) if shape is None else shape
+        return source_gumbel(source, self.xp, shape, self.dtype)
 
     def check_rows(self, row_max: Array, noise_given: bool) -> None:
         check_finite_rows(self.backend, row_max, self.logits, self.axis, noise_given)
@@ -403,27 +425,40 @@ def gumbel_softmax(
         from ._estimators import estimator_sample
 
         return estimator_sample(p, method, samples, rng, noise)
+    # Everything is validated here, the noise included, before any kernel runs.
+    g = p.given_noise(noise)
+    source = None if g is not None else p.source(rng)
     if FAST_PATHS:
-        y = p.backend.fast_gumbel_softmax(p, rng, noise, hard)
+        y = p.backend.fused_sample(p, source, g, hard)
         if y is not None:
-            return y
-    return generic_gumbel_softmax(p, rng, noise, hard)
+            return p.out(y)
+    return generic_gumbel_softmax(p, source, g, hard)
 
 
-#: Whether backend adapters may replace the generic path with a native one. Tests switch
-#: it off to hold each fast path equal to the generic path.
+#: Whether adapters may compute the sample with a native kernel. Tests switch it off to hold
+#: each kernel equal to the generic path.
 FAST_PATHS = True
 
 
-def generic_gumbel_softmax(p: Prepared, rng: Any, noise: Any, hard: bool) -> Array:
-    """The reference implementation of :func:`gumbel_softmax` on the array-API namespace."""
+def generic_gumbel_softmax(
+    p: Prepared, source: NoiseSource | None, noise: Array | None, hard: bool
+) -> Array:
+    """The reference implementation of :func:`gumbel_softmax` on the array-API namespace.
+
+    ``noise`` is validated explicit noise (then ``source`` is None), or None and the noise
+    is drawn from ``source``.
+    """
     xp, backend = p.xp, p.backend
-    s = p.x + p.noise(rng, noise)
+    noise_given = noise is not None
+    if noise is None:
+        assert source is not None
+        noise = p.draw(source)
+    s = p.x + noise
     soft_needed = not hard or p.gradient_needed()
     with backend.errstate():
         if soft_needed or backend.values_readable(s):
             m = xp.max(s, axis=p.axis, keepdims=True)
-            p.check_rows(m, noise is not None)
+            p.check_rows(m, noise_given)
         hot = one_hot_argmax(backend, s, p.axis, p.dtype, p.device) if hard else None
         if not soft_needed:
             return p.out(hot)  # no gradient to carry: the soft sample is not needed
