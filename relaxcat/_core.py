@@ -92,18 +92,6 @@ def straight_through(backend: Backend, hard: Array, soft: Array) -> Array:
     return hard + (soft - backend.stop_gradient(soft))
 
 
-def gradient_needed(backend: Backend, x: Array, tau: Any) -> bool:
-    """Whether a gradient may flow back to the logits ``x`` or to an array ``tau``.
-
-    The one rule every sampler asks before it builds the soft sample or an estimator's
-    surrogate: without it a ``hard=True`` sample is the bare one-hot. A Python ``tau``
-    (and ``tau=None``) never carries a gradient.
-    """
-    if backend.tracks_gradients(x):
-        return True
-    return tau is not None and not isinstance(tau, float) and backend.tracks_gradients(tau)
-
-
 class Prepared:
     """Validated inputs of a sampler: adapter, namespace, axis, compute dtype, logits, tau.
 
@@ -130,7 +118,8 @@ class Prepared:
             tau_axis = None
         else:
             # Counted in the broadcast shape: the logits are broadcast first.
-            self.axis = normalize_axis(axis, logits.ndim + extra, _argname(extra))
+            argname = "logits" if extra == 0 else "the broadcast of logits and tau"
+            self.axis = normalize_axis(axis, logits.ndim + extra, argname)
             tau_axis = self.axis - extra
             if tau_axis < 0:
                 raise ValueError(
@@ -155,8 +144,16 @@ class Prepared:
         self.device = backend.device(logits)
 
     def gradient_needed(self) -> bool:
-        """Whether a gradient may flow back to the logits or to an array ``tau``."""
-        return gradient_needed(self.backend, self.x, self.tau)
+        """Whether a gradient may flow back to the logits ``x`` or to an array ``tau``.
+
+        The one rule every sampler and kernel asks before it builds the soft sample or an
+        estimator's surrogate: without it a ``hard=True`` sample is the bare one-hot. A
+        Python ``tau`` (and ``tau=None``) never carries a gradient.
+        """
+        backend, tau = self.backend, self.tau
+        if backend.tracks_gradients(self.x):
+            return True
+        return tau is not None and not isinstance(tau, float) and backend.tracks_gradients(tau)
 
     # Noise: the one place every sampler gets its Gumbel noise, explicit or drawn.
     def noise(self, rng: object, noise: object, shape: tuple[int, ...] | None = None) -> Array:
@@ -206,10 +203,6 @@ def _extra_dims(tau: Any, ndim: int) -> int:
     """How many leading dimensions an array ``tau`` adds to ``ndim``-d logits (0 if none)."""
     shape = getattr(tau, "shape", None)
     return max(0, len(shape) - ndim) if isinstance(shape, tuple) else 0
-
-
-def _argname(extra: int) -> str:
-    return "logits" if extra == 0 else "the broadcast of logits and tau"
 
 
 def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: Any = None) -> Array:
@@ -426,8 +419,10 @@ def gumbel_softmax(
 
         return estimator_sample(p, method, samples, rng, noise)
     # Everything is validated here, the noise included, before any kernel runs.
-    g = p.given_noise(noise)
-    source = None if g is not None else p.source(rng)
+    if noise is None:
+        g, source = None, p.backend.noise_source(rng, p.device)  # p.source, one call fewer
+    else:
+        g, source = p.given_noise(noise), None
     if FAST_PATHS:
         y = p.backend.fused_sample(p, source, g, hard)
         if y is not None:

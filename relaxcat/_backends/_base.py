@@ -219,7 +219,7 @@ class Backend:
         """Whether a derivative may flow through ``x``, in reverse or forward mode.
 
         Soft values are computed only where one may; samplers ask through
-        ``relaxcat._core.gradient_needed``, which applies this to the logits and ``tau``.
+        ``relaxcat._core.Prepared.gradient_needed``, which applies this to the logits and ``tau``.
         """
         return False
 

@@ -66,7 +66,11 @@ def plain_eager(x: torch.Tensor) -> bool:
     Functions without forward rules. Ordered cheapest first; under ``torch.compile`` the
     first test is all that is traced.
     """
-    return not compiling() and not transformed(x) and not is_dual(x)
+    if torch.compiler.is_compiling():  # compiling(), transformed(), is_dual() written out:
+        return False  # this runs on every eager call, where each Python call counts
+    if _is_functorch_wrapped is not None and _is_functorch_wrapped(x):
+        return False
+    return _forward_ad._current_level < 0 or not is_dual(x)
 
 
 def _canonical(device: torch.device) -> torch.device:
@@ -255,10 +259,10 @@ class TorchBackend(Backend):
         # path pays for this call): its flag, the dual level, the functorch transforms.
         if x.requires_grad and torch.is_grad_enabled():
             return True
-        if is_dual(x):
+        if _forward_ad._current_level >= 0 and is_dual(x):
             return True  # forward-mode AD ignores torch.no_grad: never drop the tangent
-        if not transforms_active():
-            return False
+        if _are_transforms_active is None or not _are_transforms_active():
+            return False  # transforms_active(), written out: every eager call asks
         # Inside torch.func.grad/vjp/jvp/vmap the flag is not reliable.
         return torch.is_grad_enabled() and not compiling() and transformed(x)
 
