@@ -32,7 +32,7 @@ import os
 import threading
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 import numpy as np
 
@@ -78,22 +78,22 @@ def with_article(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
-def is_seed(rng: object) -> bool:
+def is_seed(rng: object) -> TypeGuard[numbers.Integral]:
     """True for a Python or NumPy integer used as a seed (``bool`` is not a seed)."""
     if type(rng) is int:
         return True
     return isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_))
 
 
-def check_seed(seed: int) -> int:
+def check_seed(seed: numbers.Integral) -> int:
     """``seed`` as a Python int in ``[0, 2**64)``: every such seed gives its own noise."""
-    seed = int(seed)
-    if not 0 <= seed < 2**64:
+    value = int(seed)
+    if not 0 <= value < 2**64:
         raise ValueError(
-            f"rng={seed}: an integer seed must be in [0, 2**64); reduce it first, e.g. "
+            f"rng={value}: an integer seed must be in [0, 2**64); reduce it first, e.g. "
             f"rng=seed % 2**64, or pass a generator."
         )
-    return seed
+    return value
 
 
 class NumpyGeneratorSource:
@@ -229,7 +229,7 @@ class Backend:
         if rng is None:
             return self.default_source(device)
         if is_seed(rng):
-            return self.seeded_source(check_seed(rng), device)  # type: ignore[arg-type]
+            return self.seeded_source(check_seed(rng), device)
         owner = library_of(rng)
         if owner not in self.rng_libraries:
             raise TypeError(
