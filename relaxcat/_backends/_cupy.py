@@ -123,8 +123,8 @@ class CupyBackend(Backend):
             key, key_array, stream = source.keys.take()
         else:
             return None
-        with p.device:
-            return launch_forward(x, g, p.axis, p.tau, hard, key, key_array, stream)
+        with p.device:  # the cast back on the logits' device too (the core's p.out: a no-op)
+            return p.out(launch_forward(x, g, p.axis, p.tau, hard, key, key_array, stream))
 
 
 def to_rows(a: Any, axis: int) -> tuple[Any, int]:
