@@ -55,7 +55,16 @@ html_theme_options = {
     "secondary_sidebar_items": ["page-toc"],
 }
 # The section navigation only where there is a section (the guide); wider pages elsewhere.
-_TOP_PAGES = ("index", "api", "estimators", "distributions", "vae", "comparison", "benchmarks")
+_TOP_PAGES = (
+    "index",
+    "api",
+    "estimators",
+    "distributions",
+    "vae",
+    "comparison",
+    "benchmarks",
+    "contributing",
+)
 html_sidebars: dict[str, list[str]] = {page: [] for page in (*_TOP_PAGES, "scaling")}
 
 # -- pages that other branches bring --------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._backends import Array, Backend, backend_of
+from ._backends import Array, Backend, NoiseSource, backend_of
 from ._backends._base import with_article
 from ._noise import gumbel_from_exponential
 from ._validation import (
@@ -92,18 +92,6 @@ def straight_through(backend: Backend, hard: Array, soft: Array) -> Array:
     return hard + (soft - backend.stop_gradient(soft))
 
 
-def gradient_needed(backend: Backend, x: Array, tau: Any) -> bool:
-    """Whether a gradient may flow back to the logits ``x`` or to an array ``tau``.
-
-    The one rule every sampler asks before it builds the soft sample or an estimator's
-    surrogate: without it a ``hard=True`` sample is the bare one-hot. A Python ``tau``
-    (and ``tau=None``) never carries a gradient.
-    """
-    if backend.tracks_gradients(x):
-        return True
-    return tau is not None and not isinstance(tau, float) and backend.tracks_gradients(tau)
-
-
 class Prepared:
     """Validated inputs of a sampler: adapter, namespace, axis, compute dtype, logits, tau.
 
@@ -130,7 +118,8 @@ class Prepared:
             tau_axis = None
         else:
             # Counted in the broadcast shape: the logits are broadcast first.
-            self.axis = normalize_axis(axis, logits.ndim + extra, _argname(extra))
+            argname = "logits" if extra == 0 else "the broadcast of logits and tau"
+            self.axis = normalize_axis(axis, logits.ndim + extra, argname)
             tau_axis = self.axis - extra
             if tau_axis < 0:
                 raise ValueError(
@@ -141,7 +130,10 @@ class Prepared:
                 )
             check_categories(logits.shape[tau_axis], "logits", self.axis)
         self.dtype = compute_dtype(backend, logits.dtype)
-        self.tau = None if tau is NO_TAU else check_tau(tau, backend, logits, self.dtype, tau_axis)
+        #: a Python float, an array, or None for samplers without a temperature
+        self.tau: Any = (
+            None if tau is NO_TAU else check_tau(tau, backend, logits, self.dtype, tau_axis)
+        )
         if self.tau is not None and not isinstance(self.tau, float):
             shape = tuple(logits.shape)
             full = np.broadcast_shapes(shape, tuple(self.tau.shape))
@@ -152,14 +144,41 @@ class Prepared:
         self.device = backend.device(logits)
 
     def gradient_needed(self) -> bool:
-        """Whether a gradient may flow back to the logits or to an array ``tau``."""
-        return gradient_needed(self.backend, self.x, self.tau)
+        """Whether a gradient may flow back to the logits ``x`` or to an array ``tau``.
 
-    def noise(self, rng: object, noise: object) -> Array:
-        """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``."""
-        if noise is not None:
-            return check_noise(noise, self.backend, self.logits, self.dtype)
-        return draw_gumbel(self.backend, rng, tuple(self.logits.shape), self.dtype, self.device)
+        The one rule every sampler and kernel asks before it builds the soft sample or an
+        estimator's surrogate: without it a ``hard=True`` sample is the bare one-hot. A
+        Python ``tau`` (and ``tau=None``) never carries a gradient.
+        """
+        backend, tau = self.backend, self.tau
+        if backend.tracks_gradients(self.x):
+            return True
+        return tau is not None and not isinstance(tau, float) and backend.tracks_gradients(tau)
+
+    # Noise: the one place every sampler gets its Gumbel noise, explicit or drawn.
+    def noise(self, rng: object, noise: object, shape: tuple[int, ...] | None = None) -> Array:
+        """Explicit ``noise`` (validated, in the compute dtype) or a fresh draw from ``rng``.
+
+        ``shape`` defaults to the logits' shape (the broadcast shape where ``tau`` adds
+        dimensions); samplers that draw several arrays at once pass ``(m, *shape)``.
+        """
+        given = self.given_noise(noise, shape)
+        return given if given is not None else self.draw(self.source(rng), shape)
+
+    def given_noise(self, noise: object, shape: tuple[int, ...] | None = None) -> Array | None:
+        """The user's ``noise`` checked (library, shape, dtype, device) and cast; None if none."""
+        if noise is None:
+            return None
+        return check_noise(noise, self.backend, self.logits, self.dtype, shape)
+
+    def source(self, rng: object) -> NoiseSource:
+        """The adapter's noise source for the user's ``rng`` on the logits' device."""
+        return self.backend.noise_source(rng, self.device)
+
+    def draw(self, source: NoiseSource, shape: tuple[int, ...] | None = None) -> Array:
+        """Standard Gumbel noise of ``shape`` (default: the logits') from ``source``."""
+        shape = tuple(self.logits.shape) if shape is None else shape
+        return source_gumbel(source, self.xp, shape, self.dtype)
 
     def check_rows(self, row_max: Array, noise_given: bool) -> None:
         check_finite_rows(self.backend, row_max, self.logits, self.axis, noise_given)
@@ -184,10 +203,6 @@ def _extra_dims(tau: Any, ndim: int) -> int:
     """How many leading dimensions an array ``tau`` adds to ``ndim``-d logits (0 if none)."""
     shape = getattr(tau, "shape", None)
     return max(0, len(shape) - ndim) if isinstance(shape, tuple) else 0
-
-
-def _argname(extra: int) -> str:
-    return "logits" if extra == 0 else "the broadcast of logits and tau"
 
 
 def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: Any = None) -> Array:
@@ -403,27 +418,42 @@ def gumbel_softmax(
         from ._estimators import estimator_sample
 
         return estimator_sample(p, method, samples, rng, noise)
+    # Everything is validated here, the noise included, before any kernel runs.
+    if noise is None:
+        g, source = None, p.backend.noise_source(rng, p.device)  # p.source, one call fewer
+    else:
+        g, source = p.given_noise(noise), None
     if FAST_PATHS:
-        y = p.backend.fast_gumbel_softmax(p, rng, noise, hard)
+        y = p.backend.fused_sample(p, source, g, hard)
         if y is not None:
-            return y
-    return generic_gumbel_softmax(p, rng, noise, hard)
+            return p.out(y)
+    return generic_gumbel_softmax(p, source, g, hard)
 
 
-#: Whether backend adapters may replace the generic path with a native one. Tests switch
-#: it off to hold each fast path equal to the generic path.
+#: Whether adapters may compute the sample with a native kernel. Tests switch it off to hold
+#: each kernel equal to the generic path.
 FAST_PATHS = True
 
 
-def generic_gumbel_softmax(p: Prepared, rng: Any, noise: Any, hard: bool) -> Array:
-    """The reference implementation of :func:`gumbel_softmax` on the array-API namespace."""
+def generic_gumbel_softmax(
+    p: Prepared, source: NoiseSource | None, noise: Array | None, hard: bool
+) -> Array:
+    """The reference implementation of :func:`gumbel_softmax` on the array-API namespace.
+
+    ``noise`` is validated explicit noise (then ``source`` is None), or None and the noise
+    is drawn from ``source``.
+    """
     xp, backend = p.xp, p.backend
-    s = p.x + p.noise(rng, noise)
+    noise_given = noise is not None
+    if noise is None:
+        assert source is not None
+        noise = p.draw(source)
+    s = p.x + noise
     soft_needed = not hard or p.gradient_needed()
     with backend.errstate():
         if soft_needed or backend.values_readable(s):
             m = xp.max(s, axis=p.axis, keepdims=True)
-            p.check_rows(m, noise is not None)
+            p.check_rows(m, noise_given)
         hot = one_hot_argmax(backend, s, p.axis, p.dtype, p.device) if hard else None
         if not soft_needed:
             return p.out(hot)  # no gradient to carry: the soft sample is not needed

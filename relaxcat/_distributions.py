@@ -22,7 +22,6 @@ from ._core import (
     Prepared,
     _extra_dims,
     divide_by_tau,
-    draw_gumbel,
     one_hot_argmax,
     scaled_softmax,
     straight_through,
@@ -35,7 +34,6 @@ from ._validation import (
     check_logits_rows,
     check_method,
     check_no_nan,
-    check_noise,
     check_simplex,
     check_tau,
     compute_dtype,
@@ -103,7 +101,7 @@ def _sigmoid(xp: Any, z: Array) -> Array:
     return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def _first_along(xp: Any, x: Array, k: int, axis: int) -> Array:
+def _first_along(x: Array, k: int, axis: int) -> Array:
     index = [slice(None)] * x.ndim
     index[axis] = slice(0, k)
     return x[tuple(index)]
@@ -572,11 +570,9 @@ def relaxed_bernoulli(
     p = Prepared(logits, tau, None, elementwise=True)
     backend = p.backend
     check_no_nan(backend, p.x, "logits")
-    if noise is not None:
-        logistic = check_noise(noise, backend, p.logits, p.dtype)
-    else:
-        shape = tuple(p.logits.shape)
-        g = draw_gumbel(backend, rng, (2, *shape), p.dtype, p.device)
+    logistic = p.given_noise(noise)  # logistic noise, not Gumbel: the same checks
+    if logistic is None:
+        g = p.noise(rng, None, (2, *tuple(p.logits.shape)))
         logistic = g[0, ...] - g[1, ...]
     soft_needed = not hard or p.gradient_needed()
     with backend.errstate():
@@ -788,7 +784,7 @@ def gumbel_topk(logits: Array, k: int, /, *, axis: int = -1, rng: Any = None) ->
 
 def _gumbel_topk(backend: Backend, axis: int, k: int, s: Array) -> Array:
     xp = backend.xp
-    return xp.moveaxis(_first_along(xp, _descending_order(xp, s, axis), k, axis), axis, -1)
+    return xp.moveaxis(_first_along(_descending_order(xp, s, axis), k, axis), axis, -1)
 
 
 def relaxed_topk(
@@ -915,12 +911,7 @@ def relaxed_topk(
         _check_sample_rows(p, s, ax, noise is not None)
         kernel = _successive_topk
     else:
-        shape = (k, *tuple(p.logits.shape))
-        if noise is not None:
-            g = check_noise(noise, backend, p.logits, p.dtype, shape)
-        else:
-            g = draw_gumbel(backend, rng, shape, p.dtype, p.device)
-        s = p.x + g  # s[j] is draw j
+        s = p.x + p.noise(rng, noise, (k, *tuple(p.logits.shape)))  # s[j] is draw j
         _check_sample_rows(p, s, ax + 1, noise is not None)
         kernel = _max_of_masked_draws
     check_enough_unmasked(backend, p.x, k, ax)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._backends import Array, NoiseSource
-from ._core import Prepared, one_hot_argmax, scaled_softmax, source_gumbel
+from ._core import Prepared, one_hot_argmax, scaled_softmax
 from ._noise import clamp_exponential
 
 __all__ = ["conditional_gumbel", "estimator_sample"]
@@ -45,13 +45,11 @@ def estimator_sample(
     draws never repeat the exponentials behind ``noise``.
     """
     xp, backend = p.xp, p.backend
-    shape = tuple(p.logits.shape)
     source: NoiseSource | None = None
-    if noise is None:
-        source = backend.noise_source(rng, p.device)
-        gumbel = source_gumbel(source, xp, shape, p.dtype)  # exactly gumbel_noise's draw
-    else:
-        gumbel = p.noise(None, noise)
+    gumbel = p.given_noise(noise)
+    if gumbel is None:
+        source = p.source(rng)
+        gumbel = p.draw(source)  # exactly gumbel_noise's draw
     s = p.x + gumbel
     with backend.errstate():
         if backend.values_readable(s):
@@ -63,7 +61,7 @@ def estimator_sample(
             return p.out(reinmax(p, hot))
         if source is None:
             source = gumbel_rao_source(p, rng, samples)
-            source_gumbel(source, xp, shape, p.dtype)  # draw 0 belongs to the noise
+            p.draw(source)  # draw 0 belongs to the noise
         return p.out(gumbel_rao(p, hot, samples, source))
 
 

@@ -139,9 +139,9 @@ def graph_has(node, name, depth=6):
 
 
 def _torch_blocks():
-    from relaxcat._backends import _torch
+    from relaxcat._backends import _torch_cpu
 
-    return _torch
+    return _torch_cpu
 
 
 @pytest.mark.backends("torch")
@@ -149,7 +149,7 @@ def _torch_blocks():
 def test_torch_block_rng_is_reproducible_and_thread_independent(bk):
     torch = bk.lib
     mod = _torch_blocks()
-    shape = (2 * mod._PARALLEL_MIN // 1000 + 1, 1000)  # large enough for the block path
+    shape = (2 * mod.PARALLEL_MIN // 1000 + 1, 1000)  # large enough for the block path
     x = torch.zeros(shape)
     torch.manual_seed(0)
     a = relaxcat.gumbel_noise(x)
@@ -179,8 +179,8 @@ def test_torch_block_exponentials_have_float64_resolution(bk):
     # block's words. Rebuilt here with NumPy alone, in float64, the values must agree.
     torch = bk.lib
     mod = _torch_blocks()
-    n = mod._PARALLEL_MIN + 12345
-    e = mod._exponential_blocks((n,), torch.float32, 42).numpy()
+    n = mod.PARALLEL_MIN + 12345
+    e = mod.exponential_blocks((n,), torch.float32, 42).numpy()
     seeds = np.random.SeedSequence(42).spawn(-(-n // mod._BLOCK))
     expected = []
     for i, seed in enumerate(seeds):
@@ -210,7 +210,7 @@ def test_torch_block_path_statistics(bk):
     torch = bk.lib
     mod = _torch_blocks()
     probs = np.array([0.05, 0.15, 0.3, 0.5])
-    n = mod._PARALLEL_MIN // 2 + 1000  # x 4 categories: the block path
+    n = mod.PARALLEL_MIN // 2 + 1000  # x 4 categories: the block path
     logits = torch.log(torch.tensor(probs, dtype=torch.float32)).expand(n, 4).contiguous()
     torch.manual_seed(123)
     counts = relaxcat.gumbel_softmax(logits, 0.5, hard=True).sum(0).numpy()
@@ -223,14 +223,14 @@ def test_torch_block_path_statistics(bk):
 def _child_draw(queue):
     import torch
 
-    from relaxcat._backends import _torch
+    from relaxcat._backends import _torch_cpu
 
     # Only relaxcat's own pool is exercised here: torch's OpenMP kernels themselves can
     # hang in a forked child (a torch limitation, with or without relaxcat).
-    u, index, tail = _torch._uniform_blocks((_torch._PARALLEL_MIN + 1,), torch.float32, 5)
+    u, index, tail = _torch_cpu._uniform_blocks((_torch_cpu.PARALLEL_MIN + 1,), torch.float32, 5)
     e = -np.log(u.numpy().astype(np.float64))
     e[index] = tail
-    queue.put((_torch._pool is not None, float(e.mean()), tail.size / index.size))
+    queue.put((_torch_cpu._pool is not None, float(e.mean()), tail.size / index.size))
 
 
 @pytest.mark.backends("torch")
@@ -238,7 +238,7 @@ def _child_draw(queue):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
 def test_torch_block_rng_works_in_a_forked_child(bk):
     torch = bk.lib
-    relaxcat.gumbel_noise(torch.zeros(_torch_blocks()._PARALLEL_MIN), rng=0)  # pool started
+    relaxcat.gumbel_noise(torch.zeros(_torch_blocks().PARALLEL_MIN), rng=0)  # pool started
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     proc = ctx.Process(target=_child_draw, args=(queue,))
@@ -283,9 +283,10 @@ def test_torch_tiny_path_survives_a_zero_uniform_silently(bk, hard, monkeypatch)
     import warnings
 
     torch = bk.lib
-    mod = _torch_blocks()
+    from relaxcat._backends import _torch
+
     u = torch.tensor([[0.0, 0.5, 0.25, 0.75]], dtype=torch.float64)
-    monkeypatch.setattr(mod.TorchSource, "_uniform64", lambda self, shape: u.clone())
+    monkeypatch.setattr(_torch.TorchSource, "_uniform64", lambda self, shape: u.clone())
     x = torch.zeros(1, 4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -134,3 +134,131 @@ def test_unlisted_library_does_not_import_the_cupy_adapter():
         print("relaxcat._backends._cupy" in sys.modules, "cupy" in sys.modules)
     """)
     assert out.splitlines() == ["True", "LookupError True", "False False"]
+
+
+# -- the import graph -------------------------------------------------------------------
+
+PACKAGE = ROOT / "relaxcat"
+#: adapter modules and the library each needs; skipped, with the reason, where it is absent
+NEEDS = {
+    "relaxcat._backends._torch": "torch",
+    "relaxcat._backends._torch_cpu": "torch",
+    "relaxcat._backends._jax": "jax",
+    "relaxcat._backends._dask": "dask",
+    "relaxcat._backends._cupy": "cupy",
+    "relaxcat._backends._cuda": "cupy",
+}
+
+
+def module_names() -> list[str]:
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def _library_reason(module: str) -> str | None:
+    import importlib.util
+
+    library = NEEDS.get(module)
+    if library is not None and importlib.util.find_spec(library) is None:
+        return f"{module} needs {library}, which is not installed"
+    return None
+
+
+@pytest.mark.parametrize("module", module_names())
+def test_each_module_imports_alone(module):
+    # A fresh interpreter per module: no import order set up by an earlier import can
+    # hide a cycle that breaks this one.
+    reason = _library_reason(module)
+    if reason is not None:
+        pytest.skip(reason)
+    assert run(f"import {module}; print('ok')") == "ok"
+
+
+def _runtime_imports(path: Path, module: str, top_level_only: bool) -> set[str]:
+    """relaxcat modules that ``module`` imports when it runs (not under TYPE_CHECKING)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for other in child.orelse:
+                    visit_statement(other)
+                continue
+            visit_statement(child)
+
+    def visit_statement(child: ast.AST) -> None:
+        if isinstance(child, ast.ImportFrom):
+            if child.level:
+                base = package.split(".")
+                base = base[: len(base) - (child.level - 1)]
+                target = ".".join(base + ([child.module] if child.module else []))
+            else:
+                target = child.module or ""
+            if target.startswith("relaxcat"):
+                found.add(target)
+                found.update(f"{target}.{alias.name}" for alias in child.names)
+        elif isinstance(child, ast.Import):
+            found.update(a.name for a in child.names if a.name.startswith("relaxcat"))
+        if top_level_only and isinstance(
+            child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+        ):
+            return
+        visit(child)
+
+    visit(tree)
+    modules = set(module_names())
+    return {name for name in found if name in modules and name != module}
+
+
+def _import_graph(top_level_only: bool) -> dict[str, set[str]]:
+    graph = {}
+    for name in module_names():
+        parts = name.split(".")
+        path = ROOT.joinpath(*parts)
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        graph[name] = _runtime_imports(path, name, top_level_only)
+    return graph
+
+
+def test_module_level_imports_have_no_cycle():
+    graph = _import_graph(top_level_only=True)
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def walk(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], node, nxt] if nxt in path else [node, nxt]
+                pytest.fail(f"import cycle: {' -> '.join(cycle)}")
+            if nxt not in state:
+                walk(nxt, [*path, node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            walk(node, [])
+
+
+def test_adapters_never_import_the_layers_above_them():
+    # The adapters serve the core; they receive validated inputs and import nothing from
+    # it at run time, not even inside a function (only under TYPE_CHECKING, for types).
+    above = {
+        "relaxcat",
+        "relaxcat._core",
+        "relaxcat._validation",
+        "relaxcat._distributions",
+        "relaxcat._estimators",
+        "relaxcat._anneal",
+        "relaxcat.__main__",
+    }
+    graph = _import_graph(top_level_only=False)
+    for name, imports in graph.items():
+        if name.startswith("relaxcat._backends"):
+            assert not imports & above, f"{name} imports {sorted(imports & above)}"

@@ -23,7 +23,8 @@ from ._base import Array, Backend, NoiseSource, library_of
 
 __all__ = ["Array", "Backend", "NoiseSource", "backend_of", "library_of"]
 
-# packages that define array types and have an adapter module ``_<package>.py``
+#: packages that define array types and have an adapter module ``_<package>.py``, in the
+#: order array-api-compat's ``is_<package>_array`` checks are tried for subclasses
 _ADAPTERS = ("numpy", "torch", "jax", "cupy", "dask")
 
 _by_type: dict[type, Backend] = {}
@@ -75,14 +76,8 @@ def _identify(tp: type, x: Any, argname: str) -> Backend:
     # ask array-api-compat, whose checks only look at libraries already imported.
     import array_api_compat as aac
 
-    for name, check in (
-        ("numpy", aac.is_numpy_array),
-        ("torch", aac.is_torch_array),
-        ("jax", aac.is_jax_array),
-        ("cupy", aac.is_cupy_array),
-        ("dask", aac.is_dask_array),
-    ):
-        if check(x):
+    for name in _ADAPTERS:
+        if getattr(aac, f"is_{name}_array")(x):
             return _load(name)
     try:
         xp = aac.array_namespace(x)

@@ -13,10 +13,15 @@ An adapter answers the questions the array-API standard leaves open, and nothing
   the one-hot sample. Its generic form below, written with ``stop_gradient``, defines the
   rule; the torch and JAX adapters register the same rule with their autodiff systems.
 * **how to run a pure function** - :meth:`Backend.compiled` may compile the math of one
-  call into a single computation (JAX: ``jax.jit``); the function is the same either way.
+  call into a single computation (JAX: ``jax.jit``); the function is the same either way;
+* **kernels** - :meth:`Backend.fused_sample` may compute one step that the library does
+  faster natively (perturb, softmax or one-hot, and their backward) on inputs that the core
+  has already validated; it never replaces the validation.
 
 The sampling mathematics never lives here: it is written once, in ``relaxcat/_core.py`` and
-``relaxcat/_estimators.py``, on the array-API namespace :attr:`Backend.xp`.
+``relaxcat/_estimators.py``, on the array-API namespace :attr:`Backend.xp`. Adapter modules
+import nothing from ``relaxcat._core`` or ``relaxcat._validation`` at run time (only for
+type checking), so the layers import in one direction.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ import os
 import threading
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 import numpy as np
 
 from .._noise import numpy_exponential
+
+if TYPE_CHECKING:
+    from .._core import Prepared
 
 Array = Any
 
@@ -41,7 +49,11 @@ class NoiseSource(Protocol):
 
     A source may also define ``standard_gumbel(shape, dtype)``, a native version of
     ``-log(clip(E, E_MIN, E_MAX))`` that must give the same values as that formula applied to
-    its own ``standard_exponential`` draws (a test holds it to this).
+    its own ``standard_exponential`` draws (a test holds it to this). Anything else a
+    library's kernels need from its own source (raw generators, Philox keys, in-place
+    logarithms) is a member of that library's source class: its
+    :meth:`Backend.fused_sample` receives a ``NoiseSource`` and narrows it with
+    ``isinstance``, so no other source has to provide it.
     """
 
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Array:
@@ -66,22 +78,22 @@ def with_article(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
-def is_seed(rng: object) -> bool:
+def is_seed(rng: object) -> TypeGuard[numbers.Integral]:
     """True for a Python or NumPy integer used as a seed (``bool`` is not a seed)."""
     if type(rng) is int:
         return True
     return isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_))
 
 
-def check_seed(seed: int) -> int:
+def check_seed(seed: numbers.Integral) -> int:
     """``seed`` as a Python int in ``[0, 2**64)``: every such seed gives its own noise."""
-    seed = int(seed)
-    if not 0 <= seed < 2**64:
+    value = int(seed)
+    if not 0 <= value < 2**64:
         raise ValueError(
-            f"rng={seed}: an integer seed must be in [0, 2**64); reduce it first, e.g. "
+            f"rng={value}: an integer seed must be in [0, 2**64); reduce it first, e.g. "
             f"rng=seed % 2**64, or pass a generator."
         )
-    return seed
+    return value
 
 
 class NumpyGeneratorSource:
@@ -140,8 +152,6 @@ class Backend:
     rng_libraries: tuple[str, ...] = ("numpy",)
     #: What to pass as ``rng``, for error messages.
     rng_hint: str = "an int seed or a numpy.random.Generator"
-    #: Whether the library has reverse-mode autodiff that relaxcat must respect.
-    has_autodiff: bool = False
 
     def __init__(self, xp: ModuleType) -> None:
         self.xp = xp
@@ -209,7 +219,7 @@ class Backend:
         """Whether a derivative may flow through ``x``, in reverse or forward mode.
 
         Soft values are computed only where one may; samplers ask through
-        ``relaxcat._core.gradient_needed``, which applies this to the logits and ``tau``.
+        ``relaxcat._core.Prepared.gradient_needed``, which applies this to the logits and ``tau``.
         """
         return False
 
@@ -219,7 +229,7 @@ class Backend:
         if rng is None:
             return self.default_source(device)
         if is_seed(rng):
-            return self.seeded_source(check_seed(rng), device)  # type: ignore[arg-type]
+            return self.seeded_source(check_seed(rng), device)
         owner = library_of(rng)
         if owner not in self.rng_libraries:
             raise TypeError(
@@ -245,17 +255,21 @@ class Backend:
     def _numpy_source(self, generator: np.random.Generator, device: Any) -> NoiseSource:
         return NumpyGeneratorSource(generator, self.xp, device)
 
-    # -- fast paths ------------------------------------------------------------------
-    def fast_gumbel_softmax(
-        self, prepared: Any, rng: object, noise: object, hard: bool
+    # -- kernels ---------------------------------------------------------------------
+    def fused_sample(
+        self, p: Prepared, source: NoiseSource | None, noise: Array | None, hard: bool
     ) -> Array | None:
-        """A native implementation of ``gumbel_softmax``, or None to use the generic one.
+        """``gumbel_softmax``'s sample computed natively, or None to use the generic one.
 
-        An override must return what the generic path in ``relaxcat._core`` returns for
-        the same noise (tests in ``tests/test_fast_paths.py`` hold it to that) and must
-        draw its noise from the same stream as :meth:`noise_source`, so that
+        The core has validated everything before this runs: ``p`` is the prepared call,
+        ``noise`` is the user's noise, checked and in the compute dtype, or None; then
+        ``source`` is the :meth:`noise_source` of the user's ``rng``, which the kernel draws
+        from exactly as the generic path would (``relaxcat._core.Prepared.draw``), so that
         ``gumbel_softmax(x, rng=seed)`` and ``gumbel_noise(x, rng=seed)`` stay consistent.
-        ``prepared`` is the validated call (``relaxcat._core.Prepared``).
+        An override returns the sample in the compute dtype or the logits' dtype (the core
+        casts it with ``p.out``); its values must be those of the generic path
+        (``tests/test_fast_paths.py`` holds it to that). It may decline (return None) before
+        it draws anything; the generic path then draws from the same ``source``.
         """
         return None
 

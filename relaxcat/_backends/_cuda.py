@@ -305,7 +305,6 @@ INSTANTIATE(float16, half_t, float)
 INSTANTIATE(bfloat16, bf16_t, float)
 """
 
-KINDS = ("float32", "float64", "float16", "bfloat16")
 #: Below this temperature 1 / tau overflows float32; the adapters use the generic path.
 MIN_TAU = 1e-30
 _SMEM_CACHE_BYTES = 48 * 1024 - 2048  # a row cached in shared memory, below the default limit
@@ -313,11 +312,6 @@ _modules: dict[int, Any] = {}
 _lock = threading.Lock()
 _process_key: int | None = None
 _streams = itertools.count(1)
-
-
-def source() -> str:
-    """The CUDA source of the kernels (also compiled by the tests' nvcc check, if any)."""
-    return _SOURCE
 
 
 def _module() -> Any:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat.cupy as xp_cupy
 import cupy
@@ -20,8 +19,8 @@ import cupy
 from . import _cuda
 from ._base import Backend, NoiseSource, with_article
 
-_defaults: dict[int, Any] = {}
-_lock = threading.Lock()
+if TYPE_CHECKING:
+    from .._core import Prepared
 
 
 class Keys:
@@ -52,8 +51,9 @@ def kind_of(dtype: Any) -> str:
 
 
 class CupySource:
-    def __init__(self, generator: Any, device: Any, keys: Keys) -> None:
-        self.generator = generator
+    """Philox draws on ``device``, each keyed by the next ``keys.take()``."""
+
+    def __init__(self, device: Any, keys: Keys) -> None:
         self.device = device
         self.keys = keys
 
@@ -99,41 +99,32 @@ class CupyBackend(Backend):
         return False  # a read would synchronise the stream on every call
 
     def default_source(self, device: Any) -> NoiseSource:
-        if device.id not in _defaults:
-            with _lock, device:
-                _defaults.setdefault(device.id, cupy.random.default_rng())
-        return CupySource(_defaults[device.id], device, Keys(fresh=True))
+        return CupySource(device, Keys(fresh=True))
 
     def seeded_source(self, seed: int, device: Any) -> NoiseSource:
-        with device:
-            return CupySource(cupy.random.default_rng(seed), device, Keys(key=seed))
+        return CupySource(device, Keys(key=seed))
 
     def wrap_generator(self, rng: Any, device: Any) -> NoiseSource:
         if not isinstance(rng, (cupy.random.Generator, cupy.random.RandomState)):
             raise TypeError(f"rng is {with_article(type(rng).__name__)}; pass {self.rng_hint}.")
         with device:
-            return CupySource(rng, device, Keys(key_array=key_from_generator(rng)))
+            return CupySource(device, Keys(key_array=key_from_generator(rng)))
 
-    # -- fast paths ------------------------------------------------------------------
-    def fast_gumbel_softmax(self, prepared: Any, rng: object, noise: object, hard: bool) -> Any:
+    # -- kernels ---------------------------------------------------------------------
+    def fused_sample(self, p: Prepared, source: NoiseSource | None, noise: Any, hard: bool) -> Any:
         """The fused kernel: noise, row statistics and the sample in one or two passes."""
-        p = prepared
         if type(p.tau) is not float or p.tau < _cuda.MIN_TAU:
             return None
-        with p.device:
-            if noise is None:
-                x = p.logits  # read in its own dtype (float16 is widened in registers)
-                keys: Keys = self.noise_source(rng, p.device).keys  # type: ignore[attr-defined]
-                key, key_array, stream = keys.take()
-                g = None
-            else:
-                from .._validation import check_noise
-
-                x = p.x
-                g = check_noise(noise, self, p.logits, p.dtype)
-                key, key_array, stream = 0, None, 0
-            out = launch_forward(x, g, p.axis, p.tau, hard, key, key_array, stream)
-            return p.out(out)
+        if noise is not None:
+            x, g = p.x, noise
+            key, key_array, stream = 0, None, 0
+        elif isinstance(source, CupySource):
+            x, g = p.logits, None  # read in its own dtype (float16 is widened in registers)
+            key, key_array, stream = source.keys.take()
+        else:
+            return None
+        with p.device:  # the cast back on the logits' device too (the core's p.out: a no-op)
+            return p.out(launch_forward(x, g, p.axis, p.tau, hard, key, key_array, stream))
 
 
 def to_rows(a: Any, axis: int) -> tuple[Any, int]:

@@ -165,7 +165,6 @@ class JaxBackend(Backend):
     name = "jax"
     rng_libraries = ("jax",)
     rng_hint = "a JAX PRNG key (jax.random.key(seed)) or an int seed"
-    has_autodiff = True
 
     def __init__(self) -> None:
         super().__init__(jnp)

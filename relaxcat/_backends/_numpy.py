@@ -1,6 +1,6 @@
 """NumPy adapter: NumPy's own ``Generator`` (float64 ziggurat exponentials), no autodiff.
 
-The fast path works in place on one buffer: the exponential draws become ``x + g`` and then
+The kernel works in place on one buffer: the exponential draws become ``x + g`` and then
 the sample, so a call allocates one array the size of the logits (plus row reductions).
 """
 
@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 
 from .._noise import numpy_exponential
 from ._base import Backend, NoiseSource, NumpyGeneratorSource
+
+if TYPE_CHECKING:
+    from .._core import Prepared
 
 _SMALL = 1 << 14
 
@@ -34,26 +36,23 @@ class NumpyBackend(Backend):
     def _numpy_source(self, generator: np.random.Generator, device: Any) -> NoiseSource:
         return NumpyGeneratorSource(generator)  # already NumPy: no conversion
 
-    def generator(self, rng: object) -> np.random.Generator:
-        """The NumPy ``Generator`` that ``rng`` stands for (same rules as noise_source)."""
-        if type(rng) is np.random.Generator:
-            return rng
-        source: Any = self.noise_source(rng, None)
-        return source.generator
+    def noise_source(self, rng: object, device: Any) -> NoiseSource:
+        if type(rng) is np.random.Generator:  # the common case, without the general checks
+            return NumpyGeneratorSource(rng)
+        return super().noise_source(rng, device)
 
-    # -- fast paths ------------------------------------------------------------------
-    def fast_gumbel_softmax(self, prepared: Any, rng: object, noise: object, hard: bool) -> Any:
-        p = prepared
-        if noise is None:
+    # -- kernels ---------------------------------------------------------------------
+    def fused_sample(self, p: Prepared, source: NoiseSource | None, noise: Any, hard: bool) -> Any:
+        if noise is not None:
+            s = np.add(p.x, noise)
+        elif isinstance(source, NumpyGeneratorSource) and source.xp is None:
             # float64 draws rounded into the buffer, floored at E_MIN; the float64 ziggurat
             # stays below E_MAX, so this is the generic clip(E, E_MIN, E_MAX).
-            e = numpy_exponential(self.generator(rng), p.x.shape, p.dtype)
+            e = numpy_exponential(source.generator, p.x.shape, p.dtype)
             s = x_minus_log_(p.x, e)
         else:
-            from .._validation import check_noise
-
-            s = np.add(p.x, check_noise(noise, self, p.logits, p.dtype))
-        return p.out(sample_(s, p, hard, lambda m: p.check_rows(m, noise is not None)))
+            return None
+        return sample_(s, p, hard, noise is not None)
 
 
 def x_minus_log_(x: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -62,12 +61,10 @@ def x_minus_log_(x: np.ndarray, e: np.ndarray) -> np.ndarray:
     return np.subtract(x, e, out=e)
 
 
-def sample_(
-    s: np.ndarray, p: Any, hard: bool, diagnose: Callable[[np.ndarray], None]
-) -> np.ndarray:
+def sample_(s: np.ndarray, p: Prepared, hard: bool, noise_given: bool) -> np.ndarray:
     """The generic sample from ``s = x + g``, over ``s`` in place (soft) or one-hot (hard).
 
-    ``diagnose(row_max)`` is called when a row maximum is not finite; it raises. The
+    A row maximum that is not finite is diagnosed by ``p.check_rows``, which raises. The
     reductions are called on the ufuncs directly: ``ndarray.max`` and ``.sum`` go through
     Python-level wrappers that cost as much as the arithmetic on a small array.
     """
@@ -75,7 +72,7 @@ def sample_(
     with np.errstate(over="ignore", under="ignore"):
         m = np.maximum.reduce(s, axis=axis, keepdims=True)
         if not math.isfinite(float(np.add.reduce(m, axis=None, dtype=np.float64))):
-            diagnose(m)
+            p.check_rows(m, noise_given)
         if hard:
             index = s.argmax(axis=axis, keepdims=True)
             if s.size <= _SMALL:  # fewer Python-level steps
