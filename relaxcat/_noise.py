@@ -21,6 +21,7 @@ imports no array library; the adapters call it with their namespace.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,9 @@ def numpy_exponential(
     lower clamp can act.
     """
     if out is None:
+        if math.prod(shape) <= _BLOCK:  # one draw and one rounding pass: fewer Python steps
+            draws = generator.standard_exponential(shape)
+            return np.maximum(draws, E_MIN, out=draws).astype(dtype, copy=False)
         out = np.empty(shape, dtype)
     dtype = out.dtype
     flat = out.reshape(-1)  # a view: ``out`` is contiguous

@@ -89,9 +89,13 @@ def torch_spies(monkeypatch):
     return {
         "eager": Spy(monkeypatch, _torch, "eager_sample"),
         "tiny": Spy(monkeypatch, _torch_cpu, "tiny_sample"),
+        "tiny_tracked": Spy(monkeypatch, _torch_cpu, "tiny_tracked_sample"),
         "blocks": Spy(monkeypatch, _torch, "exponential_blocks"),
         "generic": Spy(monkeypatch, core, "generic_gumbel_softmax"),
     }
+
+
+NONE = {"eager": 0, "tiny": 0, "tiny_tracked": 0, "blocks": 0, "generic": 0}
 
 
 def taken(spies) -> dict[str, int]:
@@ -114,7 +118,7 @@ def graph_names(y) -> set[str]:
 def test_torch_tiny_kernel_without_gradient(bk, torch_spies, hard):
     x = bk.asarray(np.zeros((1, 10)), "float32")
     relaxcat.gumbel_softmax(x, 0.5, hard=hard)
-    assert taken(torch_spies) == {"eager": 1, "tiny": 1, "blocks": 0, "generic": 0}
+    assert taken(torch_spies) == {**NONE, "eager": 1, "tiny": 1}
 
 
 @pytest.mark.backends("torch")
@@ -125,18 +129,72 @@ def test_torch_in_place_kernel_beyond_tiny(bk, torch_spies, hard):
 
     n = _torch_cpu.TINY_ELEMENTS + 1
     relaxcat.gumbel_softmax(bk.asarray(np.zeros((n, 1)), "float32"), 0.5, hard=hard, axis=0)
-    assert taken(torch_spies) == {"eager": 1, "tiny": 0, "blocks": 0, "generic": 0}
+    assert taken(torch_spies) == {**NONE, "eager": 1}
 
 
 @pytest.mark.backends("torch")
 @pytest.mark.host_values
 @pytest.mark.parametrize("hard", [False, True])
-def test_torch_registered_backward_with_gradient(bk, torch_spies, hard):
-    # Tiny but tracked: the in-place kernel with its registered Function, not NumPy.
+def test_torch_tiny_tracked_kernel_uses_torch_autograd(bk, torch_spies, hard):
+    # Tiny and tracked: noise and one-hot in NumPy, the soft sample by torch's own
+    # differentiable softmax (C++ backward nodes), not a Python autograd.Function.
     x = bk.asarray(np.zeros((8, 64)), "float32").requires_grad_(True)
     y = relaxcat.gumbel_softmax(x, 0.5, hard=hard)
-    assert taken(torch_spies) == {"eager": 1, "tiny": 0, "blocks": 0, "generic": 0}
+    counts = taken(torch_spies)
+    assert counts == {**NONE, "eager": 1, "tiny_tracked": 1}
+    names = graph_names(y)
+    assert "SoftmaxBackward0" in names
+    assert not names & {"SoftSampleBackward", "HardSampleBackward"}
+
+
+@pytest.mark.backends("torch")
+@pytest.mark.host_values
+@pytest.mark.parametrize("hard", [False, True])
+def test_torch_registered_backward_beyond_tiny(bk, torch_spies, hard):
+    # Tracked beyond the tiny size: the in-place kernel with its registered Function.
+    from relaxcat._backends import _torch_cpu
+
+    n = _torch_cpu.TINY_ELEMENTS + 1
+    x = bk.asarray(np.zeros((n, 2)), "float32").requires_grad_(True)
+    y = relaxcat.gumbel_softmax(x, 0.5, hard=hard)
+    assert taken(torch_spies)["eager"] == 1
+    assert taken(torch_spies)["tiny_tracked"] == 0
     assert ("HardSampleBackward" if hard else "SoftSampleBackward") in graph_names(y)
+
+
+@pytest.mark.backends("torch")
+@pytest.mark.host_values
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_torch_tiny_tracked_kernel_equals_generic(bk, dtype, hard, axis):
+    # Same seed: the same noise, sample and gradient as the generic path (masked entries
+    # included: value 0, gradient 0).
+    logits = np.random.default_rng(3).normal(size=(6, 7)) * 3
+    logits[1, 2] = -np.inf
+    w = bk.asarray(np.random.default_rng(4).normal(size=(6, 7)), "float32")
+
+    def run():
+        x = bk.asarray(logits, dtype).requires_grad_(True)
+        y = relaxcat.gumbel_softmax(x, 0.7, hard=hard, axis=axis, rng=11)
+        (y.float() * w).sum().backward()
+        return bk.to_numpy(y).astype(np.float64), bk.to_numpy(x.grad).astype(np.float64)
+
+    core.FAST_PATHS = False
+    try:
+        y_gen, g_gen = run()
+    finally:
+        core.FAST_PATHS = True
+    y_fast, g_fast = run()
+    rtol = {"float16": 2e-3, "float32": 1e-5, "float64": 1e-12}[dtype]
+    if hard:
+        np.testing.assert_array_equal(y_fast, y_gen)
+    else:
+        np.testing.assert_allclose(y_fast, y_gen, rtol=rtol, atol=1e-30)
+    # The gradient y * (w - <w, y>) / tau cancels: compare at the scale of its terms (~1).
+    atol = 1e-12 if dtype == "float64" else 1e-6
+    np.testing.assert_allclose(g_fast, g_gen, rtol=rtol, atol=atol)
+    assert np.isfinite(g_fast).all() and g_fast[1, 2] == 0.0
 
 
 @pytest.mark.backends("torch")
@@ -146,7 +204,7 @@ def test_torch_block_draws_for_large_tensors(bk, torch_spies):
 
     x = bk.asarray(np.zeros((_torch_cpu.PARALLEL_MIN // 4, 4)), "float32")
     relaxcat.gumbel_softmax(x, 0.5, rng=1)
-    assert taken(torch_spies) == {"eager": 1, "tiny": 0, "blocks": 1, "generic": 0}
+    assert taken(torch_spies) == {**NONE, "eager": 1, "blocks": 1}
 
 
 @pytest.mark.backends("torch")
@@ -154,12 +212,12 @@ def test_torch_block_draws_for_large_tensors(bk, torch_spies):
 def test_torch_explicit_noise_takes_the_in_place_kernel(bk, torch_spies):
     x = bk.asarray(np.zeros((3, 4)), "float32")
     relaxcat.gumbel_softmax(x, 0.5, noise=relaxcat.gumbel_noise(x, rng=0))
-    assert taken(torch_spies) == {"eager": 1, "tiny": 0, "blocks": 0, "generic": 0}
+    assert taken(torch_spies) == {**NONE, "eager": 1}
 
 
 def _generic_only(spies) -> None:
     counts = taken(spies)
-    assert counts["eager"] == 0 and counts["tiny"] == 0, counts
+    assert counts["eager"] == counts["tiny"] == counts["tiny_tracked"] == 0, counts
     assert counts["generic"] >= 1, counts
 
 

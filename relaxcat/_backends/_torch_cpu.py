@@ -260,6 +260,34 @@ def tiny_sample(source: TorchSource, p: Prepared, hard: bool) -> np.ndarray:
         return np.divide(s, np.add.reduce(s, axis=axis, keepdims=True), out=s)
 
 
+def tiny_tracked_sample(source: TorchSource, p: Prepared, hard: bool) -> torch.Tensor:
+    """Small tensors that need a gradient: noise, row maximum and one-hot in NumPy.
+
+    The soft sample is the generic formula written with torch's differentiable operations,
+    ``softmax(((x + g) - m) / tau)``: ``g`` and ``m`` are constants (NumPy arrays viewed as
+    tensors), the softmax's own maximum is then exactly 0, and autograd runs its C++
+    backward nodes. At a few hundred elements that is cheaper than a Python
+    ``autograd.Function`` (whose backward is Python, and whose ``apply`` binds arguments
+    with ``inspect`` on every call), and memory does not matter at this size.
+    """
+    x, axis = p.x, p.axis
+    log_e = source.exponential_numpy(tuple(x.shape), p.dtype)  # E in [E_MIN, E_MAX]
+    with np.errstate(over="ignore", under="ignore"):
+        np.log(log_e, out=log_e)
+        s = np.subtract(x.detach().numpy(), log_e)  # x + g, with g = -log E
+        m = np.maximum.reduce(s, axis=axis, keepdims=True)
+        if not math.isfinite(float(np.add.reduce(m, axis=None, dtype=np.float64))):
+            p.check_rows(torch.from_numpy(m), False)  # raises with the diagnosis
+        g = torch.from_numpy(np.negative(log_e, out=log_e))
+    z = torch.add(x, g).sub_(torch.from_numpy(m))
+    y = torch.softmax(z.div_(p.tau), axis)
+    if not hard:
+        return y
+    index = s.argmax(axis=axis, keepdims=True)
+    hot = np.equal(axis_positions(s.shape[axis], axis, s.ndim), index).astype(s.dtype)
+    return torch.from_numpy(hot) + (y - y.detach())  # straight-through, exactly ``hot``
+
+
 def eager_sample(
     p: Prepared, source: TorchSource | None, noise: torch.Tensor | None, hard: bool, tracks: bool
 ) -> torch.Tensor:
@@ -272,7 +300,9 @@ def eager_sample(
     x, dim = p.x, p.axis
     if noise is None:
         assert source is not None
-        if not tracks and p.device.type == "cpu" and x.numel() <= TINY_ELEMENTS:
+        if p.device.type == "cpu" and x.numel() <= TINY_ELEMENTS:
+            if tracks:
+                return tiny_tracked_sample(source, p, hard)
             return torch.from_numpy(tiny_sample(source, p, hard))
         s = source.log_exponential(tuple(x.shape), p.dtype)
         torch.sub(x.detach(), s, out=s)  # x + g, with g = -log E
