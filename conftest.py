@@ -4,6 +4,7 @@ import importlib.util
 
 _ADAPTER_LIBRARIES = {
     "_torch.py": "torch",
+    "_torch_cpu.py": "torch",
     "_jax.py": "jax",
     "_cupy.py": "cupy",
     "_cuda.py": "cupy",
