@@ -262,3 +262,29 @@ def test_adapters_never_import_the_layers_above_them():
     for name, imports in graph.items():
         if name.startswith("relaxcat._backends"):
             assert not imports & above, f"{name} imports {sorted(imports & above)}"
+
+
+def test_every_framework_module_is_kept_from_doctest_collection():
+    # pytest imports every module of the package to collect its doctests; a module that
+    # imports a framework at the top must be listed in the root conftest.py, or the cells
+    # without that framework fail at collection.
+    import ast
+    import importlib.util as util
+
+    spec = util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    conftest = util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    frameworks = {"torch", "jax", "jaxlib", "cupy", "dask"}
+    for path in sorted((ROOT / "relaxcat").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        tops = set()
+        for node in tree.body:  # module level only: imports inside functions are lazy
+            if isinstance(node, ast.Import):
+                tops |= {alias.name.partition(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops.add(node.module.partition(".")[0])
+        needed = tops & frameworks
+        if needed:
+            listed = conftest._ADAPTER_LIBRARIES.get(path.name)
+            assert listed in needed, f"{path.name} imports {sorted(needed)}: list it in conftest.py"
