@@ -19,10 +19,12 @@ reinstalled from the working tree by every session.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import nox
 from filelock import FileLock
@@ -52,10 +54,18 @@ CELL_ENV = {"numpy": "base", "array_api_strict": "base", "dask": "base"}  # othe
 
 nox.options.default_venv_backend = "virtualenv"  # pip inside: it sees the local torch wheel
 nox.options.error_on_missing_interpreters = True
-# Sessions marked allow_parallel run two at a time (more on a bigger machine): the JAX cell
-# spends most of its time in single-threaded compilation, beside which the other sessions
-# run. ``nox -j 1`` runs them one after another.
-nox.options.parallel = max(2, min(4, (os.cpu_count() or 1) // 2))
+# Sessions marked parallel run two at a time (more on a bigger machine): the JAX cell spends
+# most of its time in single-threaded compilation, beside which the other sessions run.
+# ``nox -j 1`` runs them one after another, and so does an older nox without ``--parallel``
+# (the sessions are the same).
+PARALLEL = "allow_parallel" in inspect.signature(nox.session).parameters
+if PARALLEL:
+    nox.options.parallel = max(2, min(4, (os.cpu_count() or 1) // 2))
+
+
+def parallel_session(**kwargs: Any) -> Any:
+    """``nox.session`` for a session that may run beside others."""
+    return nox.session(**kwargs, allow_parallel=True) if PARALLEL else nox.session(**kwargs)
 
 
 def requirements(*names: str) -> list[str]:
@@ -105,7 +115,7 @@ class SharedEnv:
         self.session.run(str(self.bin / program), *args, env=full, external=True)
 
 
-@nox.session(venv_backend="none", allow_parallel=True)
+@parallel_session(venv_backend="none")
 @nox.parametrize("backend", CELLS, ids=CELLS)
 def tests(session: nox.Session, backend: str) -> None:
     """The whole suite on one backend; tests that take no backend run in the numpy cell."""
@@ -113,7 +123,7 @@ def tests(session: nox.Session, backend: str) -> None:
     env.run("pytest", *session.posargs, env={"RELAXCAT_BACKENDS": backend})
 
 
-@nox.session(venv_backend="none", allow_parallel=True)
+@parallel_session(venv_backend="none")
 def agreement(session: nox.Session) -> None:
     """Identical noise through every CPU backend; results must match NumPy's."""
     env = SharedEnv(session, "frameworks")
@@ -123,7 +133,7 @@ def agreement(session: nox.Session) -> None:
     )
 
 
-@nox.session(venv_backend="none", allow_parallel=True)
+@parallel_session(venv_backend="none")
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy on the package (with torch, jax and dask for their types)."""
     env = SharedEnv(session, "frameworks")
@@ -132,7 +142,7 @@ def lint(session: nox.Session) -> None:
     env.run("mypy")
 
 
-@nox.session(allow_parallel=True)
+@parallel_session()
 def docs(session: nox.Session) -> None:
     """Build the documentation site with warnings as errors, into docs/_build/html."""
     session.install(".", "-r", "docs/requirements.txt")
@@ -141,7 +151,7 @@ def docs(session: nox.Session) -> None:
     )
 
 
-@nox.session(venv_backend="none", allow_parallel=True)
+@parallel_session(venv_backend="none")
 def sdist(session: nox.Session) -> None:
     """Build the sdist, unpack it, collect every test and run the docs' and demo's tests there."""
     import tarfile
