@@ -10,7 +10,7 @@ only then rounds it to the compute dtype (float32 has the *relative* precision t
 
 * NumPy, Dask and array-API libraries: NumPy's float64 ziggurat exponential, cast;
 * torch: float64 uniforms (``k * 2**-53``), ``E = -log(max(U, 2**-54))`` in float64, cast;
-  large CPU draws: float32 uniforms whose tails are redrawn at 53 bits;
+  large CPU draws: float32 uniforms from 32-bit words, the words in a tail redrawn at 53 bits;
 * JAX: two 32-bit words per element, :func:`exponential_from_words`.
 
 The clamp :data:`E_MIN`, :data:`E_MAX` in :func:`gumbel_from_exponential` only keeps the
