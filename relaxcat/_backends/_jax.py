@@ -13,7 +13,7 @@ import contextlib
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,9 @@ from jax.extend.random import threefry_2x32
 
 from .._noise import exponential_from_words
 from ._base import Backend, NoiseSource, reinmax_jvp, with_article
+
+if TYPE_CHECKING:
+    from .._core import Prepared
 
 
 def _find_trace_state_clean() -> Callable[[], bool] | None:
@@ -145,6 +148,34 @@ def sharded_exponential(key: Any, shape: tuple[int, ...], dtype: Any, sharding: 
     return draw(key, shape, dtype)
 
 
+def _fused(x: Any, key: Any, tau: Any, axis: int, hard: bool) -> tuple[Any, Any, Any]:
+    """The generic sample as one computation: the same operations in the same order.
+
+    ``-log(clip(E))`` from :func:`exponential` (as ``JaxSource`` draws it), ``s = x + g``,
+    the row maximum, ``softmax((s - m) / tau)`` and, for ``hard``, the one-hot of the first
+    maximum joined by the straight-through bracket. Returns ``(y, m, all(isfinite(m)))``:
+    the caller diagnoses rows that are not finite, as the generic path does.
+    """
+    g = -jnp.log(jnp.clip(exponential(key, x.shape, x.dtype), 2.0**-56, 64.0))
+    s = x + g
+    m = jnp.max(s, axis=axis, keepdims=True)
+    e = jnp.exp((s - m) / tau)
+    y = e / jnp.sum(e, axis=axis, keepdims=True)
+    if hard:
+        index = jnp.argmax(s, axis=axis, keepdims=True)
+        shape = [1] * s.ndim
+        shape[axis] = s.shape[axis]
+        positions = jnp.reshape(jnp.arange(s.shape[axis], dtype=index.dtype), tuple(shape))
+        hot = (positions == index).astype(x.dtype)
+        y = hot + (y - jax.lax.stop_gradient(y))
+    return y, m, jnp.all(jnp.isfinite(m))
+
+
+# Eagerly, a call would compile and dispatch each primitive on its own for every new shape;
+# as one jitted computation it is compiled once per shape and runs as one.
+_fused_jit = jax.jit(_fused, static_argnums=(3, 4))
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
 def reinmax_rule(x: Any, hot: Any, pi0: Any, pi1: Any, axis: int) -> Any:
     """ReinMax registered with JAX: ``hot`` forward, tangent ``2 J(pi1) dx - 0.5 J(pi0) dx``.
@@ -230,6 +261,32 @@ class JaxBackend(Backend):
                 f"rng holds {rng.shape} keys; pass one key (use jax.vmap to map over keys)."
             )
         return JaxSource(typed_key(rng), device)
+
+    # -- kernels ---------------------------------------------------------------------
+    def fused_sample(self, p: Prepared, source: NoiseSource | None, noise: Any, hard: bool) -> Any:
+        """Eager calls on one CPU device: the generic sample as one jitted computation.
+
+        Declined under a transformation (``jit``, ``grad``, ``vmap``: the generic path is
+        traced into it anyway), for explicit noise, an array ``tau``, sharded arrays and
+        accelerators (where this was not measured).
+        """
+        x = p.x
+        if (
+            noise is not None
+            or type(p.tau) is not float
+            or not isinstance(source, JaxSource)
+            or isinstance(x, jax.core.Tracer)
+            or (_trace_state_clean is not None and not _trace_state_clean())
+            or not isinstance(p.device, jax.Device)
+            or p.device.platform != "cpu"
+        ):
+            return None
+        key = jax.random.fold_in(source.key, source.count)  # as JaxSource draws
+        source.count += 1
+        y, m, finite = _fused_jit(x, key, p.tau, p.axis % x.ndim, hard)
+        if not bool(finite):
+            p.check_rows(m, False)  # raises with the diagnosis
+        return y
 
     # -- estimators ------------------------------------------------------------------
     def reinmax(self, x: Any, hot: Any, pi0: Any, pi1: Any, axis: int) -> Any:
