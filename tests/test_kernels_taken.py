@@ -3,8 +3,9 @@
 ``tests/test_fast_paths.py`` holds every kernel equal to the generic path; that alone would
 pass if a kernel were never taken. Here spies on the kernels' entry points prove which path
 a call takes: the NumPy in-place kernel, torch's tiny NumPy path, its in-place kernel with
-and without a registered backward, its parallel block draws; and the generic path under
-``torch.func``, ``torch.compile``, forward-mode dual tensors and an array ``tau``.
+and without a registered backward, its parallel block draws; JAX's one jitted computation
+for eager calls; and the generic path under ``torch.func``, ``torch.compile``, forward-mode
+dual tensors, JAX transformations, explicit JAX noise and an array ``tau``.
 """
 
 from __future__ import annotations
@@ -268,3 +269,44 @@ def test_torch_compile_takes_the_generic_path(bk, torch_spies):
     finally:
         torch._dynamo.reset()
     _generic_only(torch_spies)
+
+
+# -- JAX ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def jax_spies(monkeypatch):
+    from relaxcat._backends import _jax
+
+    return {
+        "fused": Spy(monkeypatch, _jax, "_fused_jit"),
+        "generic": Spy(monkeypatch, core, "generic_gumbel_softmax"),
+    }
+
+
+@pytest.mark.backends("jax")
+@pytest.mark.host_values
+@pytest.mark.parametrize("hard", [False, True])
+def test_jax_eager_call_is_one_jitted_computation(bk, jax_spies, hard):
+    import jax
+
+    x = bk.asarray(np.random.default_rng(0).normal(size=(4, 6)), "float32")
+    for rng in (3, jax.random.key(3)):
+        relaxcat.gumbel_softmax(x, 0.5, hard=hard, rng=rng)
+    assert taken(jax_spies) == {"fused": 2, "generic": 0}
+
+
+@pytest.mark.backends("jax")
+@pytest.mark.host_values
+def test_jax_transformations_and_other_inputs_take_the_generic_path(bk, jax_spies):
+    import jax
+
+    x = bk.asarray(np.random.default_rng(0).normal(size=(4, 6)), "float32")
+    key = jax.random.key(0)
+    jax.jit(lambda v: relaxcat.gumbel_softmax(v, 0.5, rng=key))(x)
+    jax.grad(lambda v: relaxcat.gumbel_softmax(v, 0.5, rng=key)[0, 0])(x)
+    jax.vmap(lambda v: relaxcat.gumbel_softmax(v, 0.5, rng=key))(x)
+    relaxcat.gumbel_softmax(x, 0.5, noise=relaxcat.gumbel_noise(x, rng=1))
+    relaxcat.gumbel_softmax(x, bk.asarray(np.full((4, 1), 0.5), "float32"), rng=key)
+    counts = taken(jax_spies)
+    assert counts["fused"] == 0 and counts["generic"] == 5, counts
