@@ -297,3 +297,16 @@ def test_torch_tiny_path_survives_a_zero_uniform_silently(bk, hard, monkeypatch)
     np.testing.assert_allclose(g[0, 1:].numpy(), -np.log(-np.log([0.5, 0.25, 0.75])), rtol=1e-6)
     assert float(y[0, 0]) == 0.0 if hard else float(y[0, 0]) < 1e-3
     np.testing.assert_allclose(float(y.sum()), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_row_maxima_whose_sum_overflows_are_not_an_error(bk, hard):
+    # The kernels screen rows by the float32 sum of the row maxima: finite maxima near the
+    # float32 limit overflow that sum, which must only lead to the exact check, not an error.
+    logits = np.full((6, 3), 3.0e38, np.float32)
+    logits[:, 1] = 0.0
+    x = bk.asarray(logits, "float32")
+    fast, generic = both_ways(lambda: relaxcat.gumbel_softmax(x, 0.5, hard=hard, rng=4))
+    y = bk.to_numpy(fast)
+    np.testing.assert_array_equal(y, bk.to_numpy(generic))
+    np.testing.assert_array_equal(y[:, 1], 0.0)

@@ -65,13 +65,15 @@ def sample_(s: np.ndarray, p: Prepared, hard: bool, noise_given: bool) -> np.nda
     """The generic sample from ``s = x + g``, over ``s`` in place (soft) or one-hot (hard).
 
     A row maximum that is not finite is diagnosed by ``p.check_rows``, which raises. The
+    rows are screened by the sum of their maxima in the compute dtype: a sum that overflows
+    although every maximum is finite only costs the exact check, which then passes. The
     reductions are called on the ufuncs directly: ``ndarray.max`` and ``.sum`` go through
     Python-level wrappers that cost as much as the arithmetic on a small array.
     """
     axis = p.axis
     with np.errstate(over="ignore", under="ignore"):
         m = np.maximum.reduce(s, axis=axis, keepdims=True)
-        if not math.isfinite(float(np.add.reduce(m, axis=None, dtype=np.float64))):
+        if not math.isfinite(float(np.add.reduce(m, axis=None))):  # inf: re-checked
             p.check_rows(m, noise_given)
         if hard:
             index = s.argmax(axis=axis, keepdims=True)

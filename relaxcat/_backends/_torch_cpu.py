@@ -249,7 +249,7 @@ def tiny_sample(source: TorchSource, p: Prepared, hard: bool) -> np.ndarray:
         np.log(s, out=s)
         np.subtract(p.x.numpy(), s, out=s)
         m = np.maximum.reduce(s, axis=axis, keepdims=True)
-        if not math.isfinite(float(np.add.reduce(m, axis=None, dtype=np.float64))):
+        if not math.isfinite(float(np.add.reduce(m, axis=None))):  # inf: re-checked
             p.check_rows(torch.from_numpy(m), False)  # raises with the diagnosis
         if hard:  # one 1 per row, at the first maximum
             index = s.argmax(axis=axis, keepdims=True)
@@ -276,7 +276,7 @@ def tiny_tracked_sample(source: TorchSource, p: Prepared, hard: bool) -> torch.T
         np.log(log_e, out=log_e)
         s = np.subtract(x.detach().numpy(), log_e)  # x + g, with g = -log E
         m = np.maximum.reduce(s, axis=axis, keepdims=True)
-        if not math.isfinite(float(np.add.reduce(m, axis=None, dtype=np.float64))):
+        if not math.isfinite(float(np.add.reduce(m, axis=None))):  # inf: re-checked
             p.check_rows(torch.from_numpy(m), False)  # raises with the diagnosis
         g = torch.from_numpy(np.negative(log_e, out=log_e))
     z = torch.add(x, g).sub_(torch.from_numpy(m))
