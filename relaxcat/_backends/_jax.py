@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.random import threefry_2x32
 
-from .._noise import exponential_from_words
+from .._noise import exponential_from_words, gumbel_from_exponential
 from ._base import Backend, NoiseSource, reinmax_jvp, with_article
 
 if TYPE_CHECKING:
@@ -151,12 +151,13 @@ def sharded_exponential(key: Any, shape: tuple[int, ...], dtype: Any, sharding: 
 def _fused(x: Any, key: Any, tau: Any, axis: int, hard: bool) -> tuple[Any, Any, Any]:
     """The generic sample as one computation: the same operations in the same order.
 
-    ``-log(clip(E))`` from :func:`exponential` (as ``JaxSource`` draws it), ``s = x + g``,
-    the row maximum, ``softmax((s - m) / tau)`` and, for ``hard``, the one-hot of the first
-    maximum joined by the straight-through bracket. Returns ``(y, m, all(isfinite(m)))``:
+    ``g = -log(clip(E))`` (:func:`gumbel_from_exponential`) from :func:`exponential` (as
+    ``JaxSource`` draws it), ``s = x + g``, the row maximum, ``softmax((s - m) / tau)``
+    and, for ``hard``, the one-hot of the first maximum joined by the straight-through
+    bracket. Returns ``(y, m, all(isfinite(m)))``:
     the caller diagnoses rows that are not finite, as the generic path does.
     """
-    g = -jnp.log(jnp.clip(exponential(key, x.shape, x.dtype), 2.0**-56, 64.0))
+    g = gumbel_from_exponential(jnp, exponential(key, x.shape, x.dtype))
     s = x + g
     m = jnp.max(s, axis=axis, keepdims=True)
     e = jnp.exp((s - m) / tau)
