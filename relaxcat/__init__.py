@@ -24,10 +24,12 @@ from ._distributions import (
     relaxed_topk,
     sample_categorical,
 )
+from ._philox import Philox
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Philox",
     "__version__",
     "anneal_tau",
     "categorical_kl",

@@ -41,10 +41,10 @@ def source_gumbel(source: Any, xp: Any, shape: tuple[int, ...], dtype: Any) -> A
 
 
 def draw_gumbel(
-    backend: Backend, rng: object, shape: tuple[int, ...], dtype: Any, device: Any
+    backend: Backend, rng: object, shape: tuple[int, ...], dtype: Any, device: Any, axis: int = -1
 ) -> Array:
     """Standard Gumbel noise in ``dtype`` (float32 or float64) through the adapter's RNG."""
-    return source_gumbel(backend.noise_source(rng, device), backend.xp, shape, dtype)
+    return source_gumbel(backend.noise_source(rng, device, axis), backend.xp, shape, dtype)
 
 
 def divide_by_tau(xp: Any, d: Array, tau: Any) -> Array:
@@ -172,8 +172,13 @@ class Prepared:
         return check_noise(noise, self.backend, self.logits, self.dtype, shape)
 
     def source(self, rng: object) -> NoiseSource:
-        """The adapter's noise source for the user's ``rng`` on the logits' device."""
-        return self.backend.noise_source(rng, self.device)
+        """The adapter's noise source for the user's ``rng`` on the logits' device.
+
+        The category axis is passed counted from the end, so that draws of shape
+        ``(m, *shape)`` keep it (per-row :class:`relaxcat.Philox` seeds use it).
+        """
+        axis = self.axis if self.axis < 0 else self.axis - self.x.ndim
+        return self.backend.noise_source(rng, self.device, axis)
 
     def draw(self, source: NoiseSource, shape: tuple[int, ...] | None = None) -> Array:
         """Standard Gumbel noise of ``shape`` (default: the logits') from ``source``."""
@@ -205,7 +210,9 @@ def _extra_dims(tau: Any, ndim: int) -> int:
     return max(0, len(shape) - ndim) if isinstance(shape, tuple) else 0
 
 
-def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: Any = None) -> Array:
+def gumbel_noise(
+    like: Array, /, *, shape: tuple[int, ...] | None = None, rng: Any = None, axis: int = -1
+) -> Array:
     """Draw standard Gumbel noise shaped, typed and placed like an array.
 
     The noise is drawn through the same random-number shim as :func:`gumbel_softmax`, so
@@ -225,8 +232,13 @@ def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: A
         on its last axes; for a sharded JAX array, eagerly, ``like``'s sharding.
     shape : tuple of int, optional
         Shape of the noise. Defaults to ``like.shape``.
-    rng : None, int, or generator, optional
+    rng : None, int, generator or Philox, optional
         Source of randomness, as in :func:`gumbel_softmax`.
+    axis : int, default -1
+        The category axis of ``shape``. Only a :class:`Philox` key with one seed per row
+        reads it (the seeds are per row of this axis); pass the sampler's ``axis``, so that
+        ``gumbel_softmax(x, axis=a, rng=key)`` equals
+        ``gumbel_softmax(x, axis=a, noise=gumbel_noise(x, axis=a, rng=key))``.
 
     Returns
     -------
@@ -262,7 +274,8 @@ def gumbel_noise(like: Array, /, *, shape: tuple[int, ...] | None = None, rng: A
         shape = tuple(int(d) for d in dims)
         if any(d < 0 for d in shape):
             raise ValueError(f"shape={shape} has a negative dimension.")
-    g = draw_gumbel(backend, rng, shape, dtype, backend.device(like))
+    axis = normalize_axis(axis, len(shape), "shape") - len(shape) if shape else -1
+    g = draw_gumbel(backend, rng, shape, dtype, backend.device(like), axis)
     return g if dtype == like.dtype else backend.xp.astype(g, like.dtype)
 
 
@@ -420,7 +433,7 @@ def gumbel_softmax(
         return estimator_sample(p, method, samples, rng, noise)
     # Everything is validated here, the noise included, before any kernel runs.
     if noise is None:
-        g, source = None, p.backend.noise_source(rng, p.device)  # p.source, one call fewer
+        g, source = None, p.source(rng)
     else:
         g, source = p.given_noise(noise), None
     if FAST_PATHS:

@@ -61,7 +61,11 @@ def estimator_sample(
             return p.out(reinmax(p, hot))
         if source is None:
             source = gumbel_rao_source(p, rng, samples)
-            p.draw(source)  # draw 0 belongs to the noise
+            skip = getattr(source, "skip", None)  # a counter-based source skips for free
+            if skip is not None:
+                skip()
+            else:
+                p.draw(source)  # draw 0 belongs to the noise
         return p.out(gumbel_rao(p, hot, samples, source))
 
 
@@ -82,7 +86,7 @@ def reinmax(p: Prepared, hot: Array) -> Array:
 def gumbel_rao_source(p: Prepared, rng: object, samples: int) -> NoiseSource:
     """The source of Gumbel-Rao's conditional draws when ``noise=`` was given."""
     try:
-        return p.backend.noise_source(rng, p.device)
+        return p.source(rng)
     except TypeError as exc:
         # Not the adapter's message for rng=None: it may advise noise=, given already.
         detail = "got rng=None." if rng is None else str(exc)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 import numpy as np
 
 from .._noise import numpy_exponential
+from .._philox import Philox, PhiloxSource
 
 if TYPE_CHECKING:
     from .._core import Prepared
@@ -224,8 +225,22 @@ class Backend:
         return False
 
     # -- random numbers --------------------------------------------------------------
-    def noise_source(self, rng: object, device: Any) -> NoiseSource:
-        """Turn the user's ``rng`` into a :class:`NoiseSource` on ``device``."""
+    def philox_words(self) -> str:
+        """Integer words for :class:`relaxcat.Philox` (see ``relaxcat/_philox.py``).
+
+        "uint64" where the library multiplies and shifts unsigned 64-bit integers, else
+        "int64" or "uint32".
+        """
+        return "uint64"
+
+    def noise_source(self, rng: object, device: Any, axis: int = -1) -> NoiseSource:
+        """Turn the user's ``rng`` into a :class:`NoiseSource` on ``device``.
+
+        ``axis`` (negative) is the category axis of the shapes drawn; only a
+        :class:`relaxcat.Philox` key with one seed per row uses it.
+        """
+        if isinstance(rng, Philox):
+            return self.philox_source(rng, device, axis)
         if rng is None:
             return self.default_source(device)
         if is_seed(rng):
@@ -237,6 +252,14 @@ class Backend:
                 f"{with_article(self.name)} array; pass {self.rng_hint}."
             )
         return self.wrap_generator(rng, device)
+
+    def philox_source(self, key: Philox, device: Any, axis: int) -> NoiseSource:
+        """The portable source of a :class:`relaxcat.Philox` key, on this namespace."""
+        return PhiloxSource(self, key, device, axis)
+
+    def key_readable(self, v: Any) -> bool:
+        """Whether the values of a seed or offset array may be read (to check them)."""
+        return self.values_readable(v)
 
     def default_source(self, device: Any) -> NoiseSource:
         return self._numpy_source(default_numpy_generator(), device)

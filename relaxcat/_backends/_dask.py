@@ -37,9 +37,12 @@ import types
 from typing import Any
 
 import array_api_compat.dask.array as xp_dask
+import array_api_compat.numpy as xp_numpy
 import dask.array as da
 import numpy as np
 
+from .._noise import exponential_from_words
+from .._philox import Philox, _host_split, key_shape, words
 from ._base import Backend, NoiseSource, library_of
 
 Chunks = tuple[tuple[int, ...], ...]
@@ -158,6 +161,79 @@ class DaskSource:
         return e.astype(np.float32) if np.dtype(dtype) == np.float32 else e
 
 
+class DaskPhiloxSource:
+    """Exp(1) draws of a :class:`relaxcat.Philox` key, one NumPy task per chunk.
+
+    Each chunk computes the words of its own positions in the whole array
+    (``relaxcat._philox.words`` with the chunk's origin), so any chunking gives the values
+    of NumPy's single array. Seed and offset arrays (NumPy or Dask) are laid out with the
+    chunks of the batch dimensions they cover.
+    """
+
+    def __init__(self, key: Philox, layout: Chunking, axis: int) -> None:
+        self.key = key
+        self.layout = layout
+        self.axis = axis
+        self.stream = 0
+
+    def skip(self) -> None:
+        self.stream += 1
+
+    def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        stream = self.stream
+        self.stream += 1
+        shape = tuple(shape)
+        ndim = len(shape)
+        axis = self.axis if shape and -ndim <= self.axis < 0 else -1
+        chunks = da.core.normalize_chunks(self.layout.chunks_for(shape), shape, dtype=dtype)
+        key_shapes = [
+            key_shape(self.key.seed, shape, axis, "seed"),
+            key_shape(self.key.offset, shape, axis, "offset"),
+        ]
+        args: list[Any] = [da.empty(shape, chunks=chunks, dtype=np.uint8)]
+        named = ((self.key.seed, "seed"), (self.key.offset, "offset"))
+        for (v, name), s in zip(named, key_shapes, strict=True):
+            if isinstance(v, int):
+                continue
+            if not isinstance(v, (np.ndarray, da.Array)):
+                raise TypeError(
+                    f"Philox {name} is a {type(v).__module__}.{type(v).__name__} but the logits "
+                    f"are a Dask array; pass a Python int, a NumPy array or a Dask array."
+                )
+            full = (1,) * (ndim - len(s)) + s
+            own = tuple(c if n != 1 else (1,) for c, n in zip(chunks, full, strict=True))
+            if isinstance(v, np.ndarray):
+                lo, hi = _host_split(v, name)
+                v = da.from_array(np.stack([lo, hi]).reshape((2, *full)), chunks=((2,), *own))
+            else:
+                v = da.stack([v & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF]).reshape((2, *full))
+                v = v.rechunk(((2,), *own))
+            args.append(v[0])
+            args.append(v[1])
+        seed_given = not isinstance(self.key.seed, int)
+        offset_given = not isinstance(self.key.offset, int)
+        seed, offset = self.key.seed, self.key.offset
+
+        def block(template: np.ndarray, *arrays: np.ndarray, block_info: Any = None) -> Any:
+            origin = tuple(start for start, _ in block_info[0]["array-location"])
+            it = iter(arrays)
+            parts: list[Any] = []
+            for given, value in ((seed_given, seed), (offset_given, offset)):
+                if given:
+                    parts += [next(it).astype(np.uint64), next(it).astype(np.uint64)]
+                else:
+                    parts += [value & 0xFFFFFFFF, value >> 32]
+            hi, lo = words(
+                xp_numpy, "uint64", template.shape, parts, key_shapes, stream, None, shape, origin
+            )
+            with np.errstate(divide="ignore"):
+                return exponential_from_words(xp_numpy, hi, lo, dtype)
+
+        return da.map_blocks(
+            block, *args, dtype=dtype, chunks=chunks, meta=np.empty((0,) * ndim, dtype)
+        )
+
+
 _RNG_HINT = (
     "an int seed, a dask.array.random.Generator (dask.array.random.default_rng(seed)) or a "
     "numpy.random.Generator"
@@ -213,6 +289,9 @@ class DaskBackend(Backend):
         return False  # reading a value would compute the graph
 
     # -- random numbers --------------------------------------------------------------
+    def philox_source(self, key: Philox, device: Any, axis: int) -> NoiseSource:
+        return DaskPhiloxSource(key, device, axis)
+
     def default_source(self, device: Any) -> NoiseSource:
         return DaskSource(da.random.default_rng(), device)
 

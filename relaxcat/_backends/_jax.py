@@ -200,6 +200,17 @@ class JaxBackend(Backend):
 
     def __init__(self) -> None:
         super().__init__(jnp)
+
+    def philox_words(self) -> str:
+        """64-bit words only where x64 is enabled; otherwise 32-bit words in 16-bit halves."""
+        return "uint64" if jax.config.read("jax_enable_x64") else "uint32"
+
+    def philox_source(self, key: Any, device: Any, axis: int) -> NoiseSource:
+        # A sharding describes the logits' layout, not a place for small key arrays: the
+        # noise is computed where JAX puts it and combines with the sharded logits.
+        if not isinstance(device, jax.Device):
+            device = None
+        return super().philox_source(key, device, axis)
         self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def device(self, x: Any) -> Any:

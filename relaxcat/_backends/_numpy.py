@@ -36,10 +36,10 @@ class NumpyBackend(Backend):
     def _numpy_source(self, generator: np.random.Generator, device: Any) -> NoiseSource:
         return NumpyGeneratorSource(generator)  # already NumPy: no conversion
 
-    def noise_source(self, rng: object, device: Any) -> NoiseSource:
+    def noise_source(self, rng: object, device: Any, axis: int = -1) -> NoiseSource:
         if type(rng) is np.random.Generator:  # the common case, without the general checks
             return NumpyGeneratorSource(rng)
-        return super().noise_source(rng, device)
+        return super().noise_source(rng, device, axis)
 
     # -- kernels ---------------------------------------------------------------------
     def fused_sample(self, p: Prepared, source: NoiseSource | None, noise: Any, hard: bool) -> Any:

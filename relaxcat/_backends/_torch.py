@@ -234,6 +234,9 @@ class TorchBackend(Backend):
     rng_libraries = ("torch",)
     rng_hint = "an int seed or a torch.Generator on the logits' device"
 
+    def philox_words(self) -> str:
+        return "int64"  # torch lacks unsigned 64-bit multiplication and shifts on the CPU
+
     def __init__(self) -> None:
         super().__init__(xp_torch)
 
