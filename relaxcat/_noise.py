@@ -77,7 +77,23 @@ def exponential_from_words(xp: Any, hi: Any, lo: Any, dtype: Any) -> Any:
     upper = (hi >> 31) == 1
     high = xp.astype(hi & 0x7FFFFFFF, dtype)
     w = high * _TWO_M32 + xp.astype(lo, dtype) * _TWO_M64 + _TWO_M65
-    return xp.where(upper, -xp.log1p(-w), -xp.log(w))
+    return xp.where(upper, minus_log1m(xp, w), -xp.log(w))
+
+
+def minus_log1m(xp: Any, w: Any) -> Any:
+    """``-log(1 - w)`` for ``0 < w < 1/2``, accurate to a few ulp on every library.
+
+    Kahan's formula ``-w * log(u) / c`` with ``u = 1 - w`` and ``c = 1 - u`` (exact here)
+    needs only an accurate ``log``: XLA's float64 ``log1p`` on the CPU is off by up to 120
+    ulp, which would make JAX's Philox noise differ from NumPy's beyond a few ulp. ``c`` is
+    written ``1 - u``, not ``-(u - 1)``: XLA rewrites ``(1 - w) - 1`` as ``-w`` under ``jit``,
+    which turns the formula into ``-log(u)``, 0 for every ``w`` below the rounding of ``u``.
+    Where ``u`` rounds to 1, ``-log(1 - w)`` is ``w`` to within the rounding.
+    """
+    u = 1.0 - w
+    c = 1.0 - u
+    exact = c == 0.0
+    return xp.where(exact, w, -w * xp.log(u) / xp.where(exact, 1.0, c))
 
 
 #: Block size of :func:`numpy_exponential`: a float64 scratch that stays in cache.

@@ -155,27 +155,18 @@ def _check_key_part(v: Any, name: str) -> Any:
             f"Philox {name} must be a Python int or an integer array; got "
             f"{type(v).__module__}.{type(v).__qualname__}."
         )
-    kind = getattr(np.dtype(dtype), "kind", None) if _numpy_dtype(dtype) else None
-    if kind is None:
+    if isinstance(v, np.ndarray):
+        integral = v.dtype.kind in "iu"
+    else:
         import array_api_compat as aac
 
         integral = aac.array_namespace(v).isdtype(dtype, "integral")
-    else:
-        integral = kind in "iu"
     if not integral:
         raise TypeError(
             f"Philox {name} must be an integer array; got dtype {dtype}. Convert it, e.g. "
             f"with .astype(int64)."
         )
     return v
-
-
-def _numpy_dtype(dtype: Any) -> bool:
-    try:
-        np.dtype(dtype)
-    except TypeError:
-        return False
-    return type(dtype).__module__.startswith("numpy")
 
 
 # -- the rounds -------------------------------------------------------------------------
@@ -354,29 +345,37 @@ class PhiloxSource:
                 out += split64(self.xp, self.kind, v, name, backend.key_readable(v))
         return out[0], out[1], out[2], out[3]
 
-    def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+    def next_stream(self) -> int:
         stream = self.stream
-        self.stream += 1
         if stream >= MAX_STREAMS:
-            raise ValueError(
-                f"a Philox key has {MAX_STREAMS} streams per call; this is draw {stream}."
-            )
+            raise ValueError(f"a Philox key has {MAX_STREAMS} streams per call; draw {stream}.")
+        self.stream += 1
+        return stream
+
+    def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        hi, lo = self.words(shape)
+        return exponential_from_words(self.xp, hi, lo, dtype)
+
+    def words(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
+        """The ``(hi, lo)`` words of the next stream for an array of ``shape``."""
+        stream = self.next_stream()
         shape = tuple(shape)
-        axis = self.axis if shape else -1
-        if shape and not -len(shape) <= axis < 0:
-            axis = -1
+        axis = category_axis(self.axis, len(shape))
         shapes = [
-            key_shape(v, shape, axis, n)
-            for v, n in ((self.key.seed, "seed"), (self.key.offset, "offset"))
+            key_shape(self.key.seed, shape, axis, "seed"),
+            key_shape(self.key.offset, shape, axis, "offset"),
         ]
+        part_shapes = [shapes[0], shapes[0], shapes[1], shapes[1]]
         parts = [
             p if isinstance(p, int) else self.xp.reshape(p, s)
-            for p, s in zip(
-                self._parts(), [shapes[0], shapes[0], shapes[1], shapes[1]], strict=True
-            )
+            for p, s in zip(self._parts(), part_shapes, strict=True)
         ]
-        hi, lo = words(self.xp, self.kind, shape, parts, shapes, stream, self.device)
-        return exponential_from_words(self.xp, hi, lo, dtype)
+        return words(self.xp, self.kind, shape, parts, shapes, stream, self.device)
+
+
+def category_axis(axis: int, ndim: int) -> int:
+    """``axis`` (negative) if ``ndim``-d arrays have it, else -1 (the last axis, if any)."""
+    return axis if -ndim <= axis < 0 else -1
 
 
 def _article(word: str) -> str:
@@ -409,7 +408,7 @@ def words(
     full_shape = shape if full_shape is None else full_shape
     origin = (0,) * ndim if origin is None else origin
     pdims = position_dims(shapes, ndim)
-    total = math.prod(full_shape[d] for d in pdims)
+    total = math.prod([full_shape[d] for d in pdims])
     if total > MAX_POSITIONS or (kind == "uint32" and total > 2**33):
         raise ValueError(
             f"a Philox draw of shape {full_shape} has {total} positions per seed; the most is "
@@ -422,7 +421,7 @@ def words(
         return words_at(xp, kind, full_shape, origin, shape, aligned, shapes, stream, device)
     lead = [d for d in range(ndim) if d not in pdims]
     perm = lead + pdims
-    length = math.prod(shape[d] for d in pdims)
+    length = math.prod([shape[d] for d in pdims])
     lead_shape = tuple(shape[d] for d in lead)
     moved = []
     for p in parts:

@@ -42,7 +42,7 @@ import dask.array as da
 import numpy as np
 
 from .._noise import exponential_from_words
-from .._philox import Philox, _host_split, key_shape, words
+from .._philox import MAX_STREAMS, Philox, _host_split, category_axis, key_shape, words
 from ._base import Backend, NoiseSource, library_of
 
 Chunks = tuple[tuple[int, ...], ...]
@@ -180,11 +180,22 @@ class DaskPhiloxSource:
         self.stream += 1
 
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self._map(shape, dtype, "exponential")
+
+    def words(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
+        """The ``(hi, lo)`` words of the next stream (two graphs of one draw; for tests)."""
+        hi = self._map(shape, np.uint64, "hi")
+        self.stream -= 1
+        return hi, self._map(shape, np.uint64, "lo")
+
+    def _map(self, shape: tuple[int, ...], dtype: Any, what: str) -> Any:
+        if self.stream >= MAX_STREAMS:
+            raise ValueError(f"a Philox key has {MAX_STREAMS} streams per call.")
         stream = self.stream
         self.stream += 1
         shape = tuple(shape)
         ndim = len(shape)
-        axis = self.axis if shape and -ndim <= self.axis < 0 else -1
+        axis = category_axis(self.axis, ndim)
         chunks = da.core.normalize_chunks(self.layout.chunks_for(shape), shape, dtype=dtype)
         key_shapes = [
             key_shape(self.key.seed, shape, axis, "seed"),
@@ -226,8 +237,11 @@ class DaskPhiloxSource:
             hi, lo = words(
                 xp_numpy, "uint64", template.shape, parts, key_shapes, stream, None, shape, origin
             )
-            with np.errstate(divide="ignore"):
-                return exponential_from_words(xp_numpy, hi, lo, dtype)
+            if what == "hi":
+                return hi
+            if what == "lo":
+                return lo
+            return exponential_from_words(xp_numpy, hi, lo, dtype)
 
         return da.map_blocks(
             block, *args, dtype=dtype, chunks=chunks, meta=np.empty((0,) * ndim, dtype)

@@ -200,6 +200,7 @@ class JaxBackend(Backend):
 
     def __init__(self) -> None:
         super().__init__(jnp)
+        self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def philox_words(self) -> str:
         """64-bit words only where x64 is enabled; otherwise 32-bit words in 16-bit halves."""
@@ -211,7 +212,6 @@ class JaxBackend(Backend):
         if not isinstance(device, jax.Device):
             device = None
         return super().philox_source(key, device, axis)
-        self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def device(self, x: Any) -> Any:
         if isinstance(x, jax.core.Tracer):

@@ -14,7 +14,9 @@ import array_api_compat.numpy as xp_numpy
 import numpy as np
 
 from .._noise import numpy_exponential
+from .._philox import Philox
 from ._base import Backend, NoiseSource, NumpyGeneratorSource
+from ._numpy_philox import NumpyPhiloxSource
 
 if TYPE_CHECKING:
     from .._core import Prepared
@@ -41,10 +43,16 @@ class NumpyBackend(Backend):
             return NumpyGeneratorSource(rng)
         return super().noise_source(rng, device, axis)
 
+    def philox_source(self, key: Philox, device: Any, axis: int) -> NoiseSource:
+        return NumpyPhiloxSource(self, key, device, axis)
+
     # -- kernels ---------------------------------------------------------------------
     def fused_sample(self, p: Prepared, source: NoiseSource | None, noise: Any, hard: bool) -> Any:
         if noise is not None:
             s = np.add(p.x, noise)
+        elif isinstance(source, NumpyPhiloxSource):
+            g = source.standard_gumbel(p.x.shape, p.dtype)
+            s = np.add(p.x, g, out=g if g.flags.writeable else None)
         elif isinstance(source, NumpyGeneratorSource) and source.xp is None:
             # float64 draws rounded into the buffer, floored at E_MIN; the float64 ziggurat
             # stays below E_MAX, so this is the generic clip(E, E_MIN, E_MAX).

@@ -20,7 +20,9 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 
 from .._noise import E_MAX, E_MIN, U_MIN, numpy_exponential
+from .._philox import Philox, PhiloxSource
 from ._base import Backend, NoiseSource, reinmax_jvp, with_article
+from ._numpy_philox import NumpyPhiloxSource
 from ._torch_cpu import PARALLEL_MIN, eager_sample, exponential_blocks, softmax_vjp, sum_grads
 
 if TYPE_CHECKING:
@@ -83,6 +85,49 @@ def _canonical(device: torch.device) -> torch.device:
 
 
 _NP_DTYPES: dict[torch.dtype, Any] = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+class TorchCpuPhiloxSource(PhiloxSource):
+    """:class:`relaxcat.Philox` noise on the CPU, eagerly: NumPy's block kernel, shared memory.
+
+    The words are those of the generic path (``_numpy_philox.py`` holds its kernel to them);
+    torch's own integer operations (the generic path, in int64 words) take the place of
+    this one under ``torch.compile`` and ``torch.func`` transforms, and on CUDA.
+    """
+
+    def __init__(self, backend: Backend, key: Philox, device: Any, axis: int) -> None:
+        super().__init__(backend, key, device, axis)
+        from . import backend_of
+
+        seed, offset = (
+            v.numpy() if isinstance(v, torch.Tensor) else v for v in (key.seed, key.offset)
+        )
+        numpy_backend = backend_of(np.zeros(0))
+        self.numpy = NumpyPhiloxSource(numpy_backend, Philox(seed, offset=offset), "cpu", axis)
+
+    def skip(self) -> None:
+        self.numpy.skip()
+
+    def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+        return torch.from_numpy(self.numpy.standard_gumbel(shape, _NP_DTYPES[dtype]))
+
+    def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+        return torch.from_numpy(self.numpy.standard_exponential(shape, _NP_DTYPES[dtype]))
+
+    def words(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
+        return tuple(torch.from_numpy(w.astype(np.int64)) for w in self.numpy.words(shape))  # type: ignore[return-value]
+
+
+def _plain_cpu_key_part(v: Any) -> bool:
+    """A seed or offset the NumPy kernel can read: an int, NumPy, or a plain CPU tensor."""
+    if isinstance(v, (int, np.ndarray)):
+        return True
+    return (
+        isinstance(v, torch.Tensor)
+        and v.device.type == "cpu"
+        and not v.requires_grad
+        and plain_eager(v)
+    )
 
 
 class TorchSource:
@@ -268,6 +313,16 @@ class TorchBackend(Backend):
             return False  # transforms_active(), written out: every eager call asks
         # Inside torch.func.grad/vjp/jvp/vmap the flag is not reliable.
         return torch.is_grad_enabled() and not compiling() and transformed(x)
+
+    def philox_source(self, key: Philox, device: Any, axis: int) -> NoiseSource:
+        if (
+            device.type == "cpu"
+            and not compiling()
+            and _plain_cpu_key_part(key.seed)
+            and _plain_cpu_key_part(key.offset)
+        ):
+            return TorchCpuPhiloxSource(self, key, device, axis)
+        return super().philox_source(key, device, axis)
 
     def default_source(self, device: Any) -> NoiseSource:
         return TorchSource(None, device)  # torch's default generator: torch.manual_seed applies
