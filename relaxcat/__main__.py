@@ -114,6 +114,25 @@ def make_call(name: str, x: Any, tau: float, rng: Any) -> Callable[[], Any]:
     return lambda: relaxcat.gumbel_softmax(x, tau, rng=rng)
 
 
+def same_seed_everywhere(found: dict[str, Any], seed: int) -> bool:
+    """Print the hard sample that ``relaxcat.Philox(seed)`` draws on each backend.
+
+    No noise is shared here: each library computes the same counter-based noise from the
+    key itself, so the exact samples must be identical.
+    """
+    logits = np.random.default_rng(2).normal(size=(6, 1000)) * 2
+    key = relaxcat.Philox(seed, offset=1)
+    expected = relaxcat.sample_categorical(logits, rng=key)
+    print(f"\nOne key, every library: sample_categorical(logits 6x1000, rng=Philox({seed}))")
+    same = True
+    for name, module in found.items():
+        got = to_numpy(name, relaxcat.sample_categorical(to_backend(name, module, logits), rng=key))
+        ok = bool(np.array_equal(got, expected))
+        same &= ok
+        print(f"{name:<18}{got.tolist()!s:<40}{'identical' if ok else 'DIFFERENT'}")
+    return same
+
+
 def fmt(row: np.ndarray) -> str:
     return "[" + " ".join(f"{v:.3f}" for v in row) + "]"
 
@@ -238,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<18}{fmt(soft):<32}{hard_text:<14}{diff:<12.1e}"
             f"{'yes' if agree else 'NO':<8}{seconds * 1e3:.2f} ms"
         )
+    all_agree &= same_seed_everywhere(found, args.seed)
     print(
         f"\n(call = median time of one soft sample of 256x1000 float32 logits"
         f"{', jitted for jax' if 'jax' in found else ''}"
@@ -249,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if all_agree:
         print(
             f"All {len(found)} installed backend(s) agree with NumPy to {TOLERANCE:g} "
-            "given the same noise."
+            "given the same noise, and draw the same sample from one Philox key."
         )
         return 0
     print("DISAGREEMENT: some backend differs from NumPy given the same noise.")

@@ -177,3 +177,47 @@ def test_distributions_agree_with_numpy(bk, dtype, case):
     assert_close(got, expected, TOL[dtype], atol)
     if case.endswith("hard"):
         np.testing.assert_array_equal(got, expected)
+
+
+# -- one Philox key, no shared noise -----------------------------------------------------
+# Every library computes the same counter-based noise from the key itself: exact samples
+# are identical, soft ones agree to the tolerance of a few ulp of noise.
+
+PHILOX_SEEDS = DRNG.integers(0, 2**62, size=(64, 3))
+
+
+def _philox_cases():
+    r = relaxcat
+    key = r.Philox(2026, offset=12)
+    rows = r.Philox(PHILOX_SEEDS, offset=3)
+    kw_rao = {"hard": True, "estimator": "gumbel_rao", "samples": 3}
+    return {
+        "gumbel_softmax": lambda c: r.gumbel_softmax(c(LOGITS), 0.6, rng=key),
+        "gumbel_softmax-hard": lambda c: r.gumbel_softmax(c(LOGITS), 0.6, hard=True, rng=key),
+        "gumbel_softmax-rows-hard": lambda c: r.gumbel_softmax(c(LOGITS), 0.6, hard=True, rng=rows),
+        "gumbel_softmax-axis0-hard": lambda c: r.gumbel_softmax(
+            c(LOGITS), 0.6, hard=True, axis=0, rng=key
+        ),
+        "gumbel_rao-hard": lambda c: r.gumbel_softmax(c(LOGITS), 0.6, rng=key, **kw_rao),
+        "sample_categorical-exact": lambda c: r.sample_categorical(c(LOGITS), rng=rows),
+        "gumbel_topk-exact": lambda c: r.gumbel_topk(c(LOGITS), K, rng=key),
+        "relaxed_bernoulli": lambda c: r.relaxed_bernoulli(c(LOGITS), 0.7, rng=key),
+        "relaxed_topk-max-hard": lambda c: r.relaxed_topk(
+            c(LOGITS), K, 0.5, hard=True, method="max", rng=rows
+        ),
+        "gumbel_noise": lambda c: r.gumbel_noise(c(LOGITS), rng=rows),
+    }
+
+
+@pytest.mark.parametrize("case", list(_philox_cases()))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_one_philox_key_gives_numpys_sample(bk, dtype, case):
+    f = _philox_cases()[case]
+    got = bk.to_numpy(f(lambda a: bk.asarray(a.astype(dtype), dtype)))
+    expected = f(lambda a: a.astype(dtype))
+    if case.endswith(("hard", "exact")):
+        np.testing.assert_array_equal(got, expected)
+    else:  # the noise differs by a few ulp: 4 eps relative, 4 eps absolute below 1
+        eps = np.finfo(dtype).eps
+        bound = 16 * eps * np.maximum(np.abs(expected), 1.0)
+        assert (np.abs(got.astype(np.float64) - expected) <= bound).all()

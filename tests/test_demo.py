@@ -24,6 +24,8 @@ def test_demo_runs_and_backends_agree():
     assert "installed: numpy" in out.stdout
     assert "agree with NumPy" in out.stdout
     assert "DISAGREEMENT" not in out.stdout
+    assert "draw the same sample from one Philox key" in out.stdout
+    assert "DIFFERENT" not in out.stdout
 
 
 def test_plot_writes_the_temperature_figure(tmp_path):
