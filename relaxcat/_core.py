@@ -330,17 +330,21 @@ def gumbel_softmax(
         ``estimator`` chooses.
     axis : int, default -1
         The category axis.
-    rng : None, int, or generator, optional
-        Source of randomness: ``None`` (NumPy/CuPy: a process-wide generator seeded from
-        OS entropy; PyTorch: torch's default generator, so ``torch.manual_seed`` applies),
-        an int seed, a ``numpy.random.Generator`` (NumPy and array-API libraries without
-        their own RNG), a ``torch.Generator`` on the logits' device, a CuPy ``Generator``
-        or ``RandomState``, a JAX PRNG key, typed (``jax.random.key``) or raw
+    rng : None, int, generator or Philox, optional
+        Source of randomness: a :class:`Philox` key (on every library: the same noise
+        from the same key on NumPy, PyTorch, JAX, CuPy, Dask and array-API libraries,
+        per-row seeds allowed; see the guide's "Reproducible sampling"), ``None``
+        (NumPy/CuPy: a process-wide generator seeded from OS entropy; PyTorch: torch's
+        default generator, so ``torch.manual_seed`` applies), an int seed, a
+        ``numpy.random.Generator`` (NumPy and array-API libraries without their own RNG),
+        a ``torch.Generator`` on the logits' device, a CuPy ``Generator`` or
+        ``RandomState``, a JAX PRNG key, typed (``jax.random.key``) or raw
         (``jax.random.PRNGKey``), or for Dask arrays a ``dask.array.random.Generator`` or
         a ``numpy.random.Generator`` (Dask draws with the logits' chunks, one stream per
         chunk; ``None`` is fresh entropy). JAX has no hidden state, so ``rng=None`` raises
         ``TypeError`` for JAX arrays. The same seed gives the same sample (on Dask: for the
-        same chunking; another chunking gives another sample).
+        same chunking; another chunking gives another sample; a :class:`Philox` key gives
+        the same sample for every chunking).
     noise : array, optional
         Explicit standard-Gumbel noise of the logits' shape (the broadcast shape where
         ``tau`` adds dimensions), library and device (see

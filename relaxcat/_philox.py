@@ -92,7 +92,7 @@ class Philox:
     >>> logits = np.log(np.array([[0.1, 0.6, 0.3], [0.5, 0.25, 0.25]]))
     >>> key = relaxcat.Philox(42)
     >>> relaxcat.sample_categorical(logits, rng=key)
-    array([1, 1])
+    array([0, 0])
 
     One seed per row: each row keeps its sample in any batch.
 
