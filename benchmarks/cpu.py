@@ -365,6 +365,100 @@ def jax_rows(reps: int) -> list[Row]:
     return rows
 
 
+def philox_rows(reps: int) -> list[Row]:
+    """``rng=relaxcat.Philox(seed)`` against each library's own generator, 4096x1024 float32."""
+    rows = []
+    shape = (4096, 1024)
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    key = relaxcat.Philox(5)
+    candidates: list[tuple[str, str, Callable[[], Any], Callable[[], Any], Any, float]] = []
+    g = np.random.default_rng(5)
+    candidates.append(
+        (
+            "numpy",
+            "rng=numpy Generator",
+            lambda: relaxcat.gumbel_softmax(x, TAU, rng=key),
+            lambda: relaxcat.gumbel_softmax(x, TAU, rng=g),
+            lambda y: y,
+            2.0,
+        )
+    )
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        xt = torch.from_numpy(x)
+        candidates.append(
+            (
+                "torch CPU",
+                "rng=None (torch's generator)",
+                lambda: relaxcat.gumbel_softmax(xt, TAU, rng=key),
+                lambda: relaxcat.gumbel_softmax(xt, TAU),
+                lambda y: y,
+                2.0,
+            )
+        )
+    if importlib.util.find_spec("jax"):
+        import jax
+        import jax.numpy as jnp
+
+        xj = jnp.asarray(x)
+        jkey = jax.random.key(5)
+        ours = jax.jit(lambda v: relaxcat.gumbel_softmax(v, TAU, rng=key))
+        theirs = jax.jit(lambda v, k: relaxcat.gumbel_softmax(v, TAU, rng=k))
+        candidates.append(
+            (
+                "jax jit",
+                "rng=jax.random.key",
+                lambda: ours(xj),
+                lambda: theirs(xj, jkey),
+                lambda y: y.block_until_ready(),
+                1.5,
+            )
+        )
+    for name, anchor, ours_fn, theirs_fn, sync, limit in candidates:
+        t = interleaved({"ours": ours_fn, "theirs": theirs_fn}, reps, sync)
+        row = Row(
+            f"{name} soft, Philox",
+            "4096x1024",
+            anchor,
+            t["ours"] * 1e3,
+            t["theirs"] * 1e3,
+            target=f"at most {limit:g}x the time",
+        )
+        row.met = row.ratio >= 1 / limit
+        rows.append(row)
+    return rows
+
+
+def philox_dask_rows(reps: int = 3) -> list[Row]:
+    """Dask 200,000 x 1,000 float32 (chunks of 10,000 rows), soft sample summed, threads."""
+    import dask
+    import dask.array as da
+
+    x = da.random.default_rng(0).standard_normal((200_000, 1_000), chunks=(10_000, 1_000))
+    x = x.astype(np.float32)
+    key = relaxcat.Philox(5)
+    with dask.config.set(scheduler="threads"):
+        t = interleaved(
+            {
+                "ours": lambda: relaxcat.gumbel_softmax(x, TAU, rng=key).sum().compute(),
+                "theirs": lambda: relaxcat.gumbel_softmax(x, TAU, rng=5).sum().compute(),
+            },
+            reps,
+            lambda y: y,
+        )
+    row = Row(
+        "dask soft, Philox",
+        "200000x1000",
+        "rng=int seed (Dask's generator)",
+        t["ours"] * 1e3,
+        t["theirs"] * 1e3,
+        target="within 1.3x",
+    )
+    row.met = row.ratio >= 1 / 1.3
+    return [row]
+
+
 def overhead_rows() -> list[Row]:
     """Per-call cost on 1x10 logits above the library's own softmax (microseconds)."""
     rows = []
@@ -528,12 +622,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
     parser.add_argument(
         "--only",
-        choices=["torch", "small", "numpy", "jax", "jax_first", "overhead", "memory"],
+        choices=[
+            "torch",
+            "small",
+            "numpy",
+            "jax",
+            "jax_first",
+            "overhead",
+            "memory",
+            "philox",
+            "philox_dask",
+        ],
         action="append",
         help="run only these groups",
     )
     args = parser.parse_args(argv)
-    groups = args.only or ["torch", "small", "numpy", "jax", "jax_first", "overhead", "memory"]
+    groups = args.only or [
+        "torch",
+        "small",
+        "numpy",
+        "jax",
+        "jax_first",
+        "overhead",
+        "memory",
+        "philox",
+        "philox_dask",
+    ]
     rows: list[Row] = []
     if "torch" in groups and importlib.util.find_spec("torch"):
         rows += torch_rows(args.reps)
@@ -549,6 +663,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += overhead_rows()
     if "memory" in groups:
         rows += memory_rows()
+    if "philox" in groups:
+        rows += philox_rows(args.reps)
+    if "philox_dask" in groups and importlib.util.find_spec("dask"):
+        rows += philox_dask_rows()
 
     notes = []
     for r in rows:

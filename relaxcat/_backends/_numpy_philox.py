@@ -17,7 +17,10 @@ take the generic path.
 from __future__ import annotations
 
 import math
+import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -38,6 +41,40 @@ from .._philox import (
 #: counters per block: 8192 counters (16384 elements) of a few uint64/uint32 buffers
 _BLOCK = 8192
 _LITTLE = sys.byteorder == "little"
+#: elements from which the blocks are shared among threads (NumPy releases the GIL in its
+#: loops); every block is a pure function of its positions, so the values do not depend on
+#: the number of threads
+PARALLEL_MIN = 1 << 17
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                workers = max(
+                    1,
+                    min(
+                        8,
+                        len(os.sched_getaffinity(0))
+                        if hasattr(os, "sched_getaffinity")
+                        else (os.cpu_count() or 1),
+                    ),
+                )
+                _pool = ThreadPoolExecutor(
+                    max_workers=workers, thread_name_prefix="relaxcat-philox"
+                )
+    return _pool
+
+
+def _forget_pool() -> None:  # a forked child has no worker threads
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 class NumpyPhiloxSource(PhiloxSource):
@@ -84,15 +121,24 @@ def gumbel_rows(out: np.ndarray, parts: list[Any], stream: int) -> None:
     pairs = (length + 1) // 2
     rows_per_block = max(1, _BLOCK // pairs)
     step = min(pairs, _BLOCK)
-    for r0 in range(0, rows, rows_per_block):
-        r1 = min(rows, r0 + rows_per_block)
+    tasks = [
+        (r0, min(rows, r0 + rows_per_block), q0, min(pairs, q0 + step))
+        for r0 in range(0, rows, rows_per_block)
+        for q0 in range(0, pairs, step)
+    ]
+
+    def fill(task: tuple[int, int, int, int]) -> None:
+        r0, r1, q0, q1 = task
         sub = [p if isinstance(p, int) else p[r0:r1] for p in parts]
-        for q0 in range(0, pairs, step):
-            q1 = min(pairs, q0 + step)
-            hi, lo = _block_words(sub, r1 - r0, q0, q1, stream)
-            n = min(length, 2 * q1) - 2 * q0
-            g = _gumbel(hi[:, :n], lo[:, :n], out.dtype)
-            out[r0:r1, 2 * q0 : 2 * q0 + n] = g
+        hi, lo = _block_words(sub, r1 - r0, q0, q1, stream)
+        n = min(length, 2 * q1) - 2 * q0
+        out[r0:r1, 2 * q0 : 2 * q0 + n] = _gumbel(hi[:, :n], lo[:, :n], out.dtype)
+
+    if out.size < PARALLEL_MIN or len(tasks) < 2:
+        for task in tasks:
+            fill(task)
+    else:
+        list(_thread_pool().map(fill, tasks))
 
 
 def _block_words(
