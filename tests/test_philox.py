@@ -482,3 +482,24 @@ def test_torch_compile_and_vmap_draw_the_same_sample(bk):
         fullgraph=True,
     )
     np.testing.assert_array_equal(bk.to_numpy(compiled(x, torch.as_tensor(seeds))), expected)
+
+
+@pytest.mark.parametrize(
+    "chunks", [(100, 1000), (333, 251), ((10, 990), (1, 999)), (1000, 7)], ids=str
+)
+@pytest.mark.parametrize("name", list(KEYS))
+def test_dask_gumbel_blocks_equal_the_generic_path(name, chunks):
+    # Blocks whose positions form runs take the NumPy kernel (odd starts included); the
+    # others the generic words. Both must be NumPy's generic noise bit for bit.
+    da = pytest.importorskip("dask.array")
+    from relaxcat._noise import gumbel_from_exponential
+    from relaxcat._philox import PhiloxSource
+
+    key = KEYS[name]
+    backend = backend_of(LOGITS)
+    expected = PhiloxSource(backend, key, "cpu", -1).standard_exponential(LOGITS.shape, np.float64)
+    expected = gumbel_from_exponential(backend.xp, expected)
+    x = da.from_array(LOGITS, chunks=chunks)
+    source = backend_of(x).noise_source(key, backend_of(x).device(x), -1)
+    got = source.standard_gumbel(LOGITS.shape, np.float64)
+    np.testing.assert_array_equal(got.compute(scheduler="sync"), expected)

@@ -41,9 +41,10 @@ import array_api_compat.numpy as xp_numpy
 import dask.array as da
 import numpy as np
 
-from .._noise import exponential_from_words
+from .._noise import E_MAX, E_MIN, exponential_from_words
 from .._philox import MAX_STREAMS, Philox, _host_split, category_axis, key_shape, words
 from ._base import Backend, NoiseSource, library_of
+from ._numpy_philox import gumbel_block, kernel_applies
 
 Chunks = tuple[tuple[int, ...], ...]
 
@@ -182,6 +183,9 @@ class DaskPhiloxSource:
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
         return self._map(shape, dtype, "exponential")
 
+    def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self._map(shape, dtype, "gumbel")
+
     def words(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
         """The ``(hi, lo)`` words of the next stream (two graphs of one draw; for tests)."""
         hi = self._map(shape, np.uint64, "hi")
@@ -227,6 +231,7 @@ class DaskPhiloxSource:
 
         def block(template: np.ndarray, *arrays: np.ndarray, block_info: Any = None) -> Any:
             origin = tuple(start for start, _ in block_info[0]["array-location"])
+            block_shape = tuple(template.shape)
             it = iter(arrays)
             parts: list[Any] = []
             for given, value in ((seed_given, seed), (offset_given, offset)):
@@ -234,13 +239,24 @@ class DaskPhiloxSource:
                     parts += [next(it).astype(np.uint64), next(it).astype(np.uint64)]
                 else:
                     parts += [value & 0xFFFFFFFF, value >> 32]
+            if what == "gumbel":
+                if kernel_applies(block_shape, key_shapes, shape, origin):
+                    return gumbel_block(
+                        block_shape, parts, key_shapes, stream, np.dtype(dtype), shape, origin
+                    )
+                e = words_exponential(block_shape, parts, origin)
+                return np.negative(np.log(np.clip(e, E_MIN, E_MAX)))
+            if what == "exponential":
+                return words_exponential(block_shape, parts, origin)
             hi, lo = words(
-                xp_numpy, "uint64", template.shape, parts, key_shapes, stream, None, shape, origin
+                xp_numpy, "uint64", block_shape, parts, key_shapes, stream, None, shape, origin
             )
-            if what == "hi":
-                return hi
-            if what == "lo":
-                return lo
+            return hi if what == "hi" else lo
+
+        def words_exponential(block_shape: tuple[int, ...], parts: list[Any], origin: Any) -> Any:
+            hi, lo = words(
+                xp_numpy, "uint64", block_shape, parts, key_shapes, stream, None, shape, origin
+            )
             return exponential_from_words(xp_numpy, hi, lo, dtype)
 
         return da.map_blocks(

@@ -34,6 +34,7 @@ from .._philox import (
     ROUNDS,
     PhiloxSource,
     category_axis,
+    contiguous_start,
     key_shape,
     position_dims,
 )
@@ -87,36 +88,83 @@ class NumpyPhiloxSource(PhiloxSource):
             key_shape(self.key.seed, shape, axis, "seed"),
             key_shape(self.key.offset, shape, axis, "offset"),
         ]
-        ndim = len(shape)
-        pdims = position_dims(shapes, ndim)
-        trailing = pdims == list(range(ndim - len(pdims), ndim))
-        length = math.prod([shape[d] for d in pdims])
-        if not trailing or not _LITTLE or length >= 2**33 or length == 0:
+        if not kernel_applies(shape, shapes):
             e = self.standard_exponential(shape, dtype)
             return np.negative(np.log(np.clip(e, E_MIN, E_MAX)))
-        stream = self.next_stream()
-        nlead = ndim - len(pdims)
-        lead = shape[:nlead]
-        rows = math.prod(lead)
-        parts: list[Any] = []
-        for p, s in zip(self._parts(), [shapes[0], shapes[0], shapes[1], shapes[1]], strict=True):
-            if isinstance(p, int):
-                parts.append(p)
-            else:
-                full = (1,) * (ndim - len(s)) + s
-                first: tuple[Any, ...] = (Ellipsis, *([0] * len(pdims)))
-                a = np.broadcast_to(np.reshape(p, full)[first], lead)
-                parts.append(np.ascontiguousarray(a.reshape(rows, 1)).astype(np.uint32))
-        out = np.empty((rows, length), dtype)
-        gumbel_rows(out, parts, stream)
-        return out.reshape(shape)
+        parts = [
+            p if isinstance(p, int) else np.reshape(p, s)
+            for p, s in zip(
+                self._parts(), [shapes[0], shapes[0], shapes[1], shapes[1]], strict=True
+            )
+        ]
+        return gumbel_block(shape, parts, shapes, self.next_stream(), np.dtype(dtype))
 
 
-def gumbel_rows(out: np.ndarray, parts: list[Any], stream: int) -> None:
-    """Fill ``out`` (rows, L): row ``r`` gets the noise of positions ``0 .. L - 1``.
+def kernel_applies(
+    shape: tuple[int, ...],
+    shapes: list[tuple[int, ...]],
+    full_shape: tuple[int, ...] | None = None,
+    origin: tuple[int, ...] | None = None,
+) -> bool:
+    """Whether :func:`gumbel_block` serves a block: trailing positions in one run per row."""
+    ndim = len(shape)
+    full_shape = shape if full_shape is None else full_shape
+    origin = (0,) * ndim if origin is None else origin
+    pdims = position_dims(shapes, ndim)
+    if not _LITTLE or pdims != list(range(ndim - len(pdims), ndim)):
+        return False
+    start = contiguous_start(full_shape, origin, shape, pdims)
+    length = math.prod([shape[d] for d in pdims])
+    return start is not None and length > 0 and start + length + 1 < 2**33
+
+
+def gumbel_block(
+    shape: tuple[int, ...],
+    parts: list[Any],
+    shapes: list[tuple[int, ...]],
+    stream: int,
+    dtype: np.dtype,
+    full_shape: tuple[int, ...] | None = None,
+    origin: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Gumbel noise of a block, where :func:`kernel_applies`.
+
+    ``parts`` (k0, k1, offset lo, offset hi) are ints or arrays of the block, right-aligned,
+    as in ``relaxcat._philox.words``.
+    """
+    ndim = len(shape)
+    full_shape = shape if full_shape is None else full_shape
+    origin = (0,) * ndim if origin is None else origin
+    pdims = position_dims(shapes, ndim)
+    start = contiguous_start(full_shape, origin, shape, pdims)
+    assert start is not None
+    lead = shape[: ndim - len(pdims)]
+    rows = math.prod(lead)
+    first: tuple[Any, ...] = (Ellipsis, *([0] * len(pdims)))
+    words: list[Any] = []
+    for p in parts:
+        if isinstance(p, int):
+            words.append(p)
+        else:
+            full = (1,) * (ndim - p.ndim) + tuple(p.shape)
+            a = np.broadcast_to(np.reshape(p, full)[first], lead)
+            words.append(np.ascontiguousarray(a.reshape(rows, 1)).astype(np.uint32))
+    out = np.empty((rows, math.prod([shape[d] for d in pdims])), dtype)
+    gumbel_rows(out, words, stream, start)
+    return out.reshape(shape)
+
+
+def gumbel_rows(out: np.ndarray, parts: list[Any], stream: int, start: int = 0) -> None:
+    """Fill ``out`` (rows, L): row ``r`` gets the noise of positions ``start .. start + L - 1``.
 
     ``parts`` (k0, k1, offset lo, offset hi) are Python ints or uint32 arrays (rows, 1).
     """
+    if start & 1:  # an odd first position: compute from the even one before it
+        wider = np.empty((out.shape[0], out.shape[1] + 1), out.dtype)
+        gumbel_rows(wider, parts, stream, start - 1)
+        out[...] = wider[:, 1:]
+        return
+    base = start >> 1
     rows, length = out.shape
     pairs = (length + 1) // 2
     rows_per_block = max(1, _BLOCK // pairs)
@@ -130,7 +178,7 @@ def gumbel_rows(out: np.ndarray, parts: list[Any], stream: int) -> None:
     def fill(task: tuple[int, int, int, int]) -> None:
         r0, r1, q0, q1 = task
         sub = [p if isinstance(p, int) else p[r0:r1] for p in parts]
-        hi, lo = _block_words(sub, r1 - r0, q0, q1, stream)
+        hi, lo = _block_words(sub, r1 - r0, base + q0, base + q1, stream)
         n = min(length, 2 * q1) - 2 * q0
         out[r0:r1, 2 * q0 : 2 * q0 + n] = _gumbel(hi[:, :n], lo[:, :n], out.dtype)
 
