@@ -94,7 +94,7 @@ def _check_api_coverage(app: Any) -> None:
     from sphinx.util import logging
 
     api = (DOCS / "api.md").read_text()
-    documented = set(re.findall(r"autofunction:: relaxcat\.(\w+)", api))
+    documented = set(re.findall(r"auto(?:function|class):: relaxcat\.(\w+)", api))
     public = {name for name in relaxcat.__all__ if not name.startswith("__")}
     logger = logging.getLogger("relaxcat.docs")
     for name in sorted(public - documented):

@@ -119,6 +119,16 @@ class Philox:
     def advance(self, steps: Any = 1) -> Philox:
         """The key ``steps`` offsets further on: ``Philox(seed, offset=offset + steps)``.
 
+        Parameters
+        ----------
+        steps : int or integer array, default 1
+            How far to move the offset (an int offset wraps modulo ``2**64``).
+
+        Returns
+        -------
+        Philox
+            A new key; this one is unchanged.
+
         Examples
         --------
         >>> import relaxcat
