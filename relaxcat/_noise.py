@@ -77,23 +77,17 @@ def exponential_from_words(xp: Any, hi: Any, lo: Any, dtype: Any) -> Any:
     upper = (hi >> 31) == 1
     high = xp.astype(hi & 0x7FFFFFFF, dtype)
     w = high * _TWO_M32 + xp.astype(lo, dtype) * _TWO_M64 + _TWO_M65
-    return xp.where(upper, minus_log1m(xp, w), -xp.log(w))
-
-
-def minus_log1m(xp: Any, w: Any) -> Any:
-    """``-log(1 - w)`` for ``0 < w < 1/2``, accurate to a few ulp on every library.
-
-    Kahan's formula ``-w * log(u) / c`` with ``u = 1 - w`` and ``c = 1 - u`` (exact here)
-    needs only an accurate ``log``: XLA's float64 ``log1p`` on the CPU is off by up to 120
-    ulp, which would make JAX's Philox noise differ from NumPy's beyond a few ulp. ``c`` is
-    written ``1 - u``, not ``-(u - 1)``: XLA rewrites ``(1 - w) - 1`` as ``-w`` under ``jit``,
-    which turns the formula into ``-log(u)``, 0 for every ``w`` below the rounding of ``u``.
-    Where ``u`` rounds to 1, ``-log(1 - w)`` is ``w`` to within the rounding.
-    """
+    # -log1p(-w) as Kahan's -w * log(u) / c with u = 1 - w, c = 1 - u (exact here): it needs
+    # only an accurate log (XLA's float64 log1p on the CPU is off by up to 120 ulp), and one
+    # logarithm serves both halves: log(u) above 1/2, log(w) below. c is written 1 - u, not
+    # -(u - 1): XLA rewrites (1 - w) - 1 as -w under jit, which would make the formula
+    # -log(u), 0 wherever u rounds to 1. Where c is 0, -log(1 - w) is w within the rounding.
     u = 1.0 - w
     c = 1.0 - u
+    log_t = xp.log(xp.where(upper, u, w))
     exact = c == 0.0
-    return xp.where(exact, w, -w * xp.log(u) / xp.where(exact, 1.0, c))
+    lower_tail = xp.where(exact, w, -w * log_t / xp.where(exact, 1.0, c))
+    return xp.where(upper, lower_tail, -log_t)
 
 
 #: Block size of :func:`numpy_exponential`: a float64 scratch that stays in cache.

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .._noise import E_MAX, E_MIN, minus_log1m
+from .._noise import E_MAX, E_MIN
 from .._philox import (
     _M0,
     _M1,
@@ -232,11 +232,17 @@ def _block_words(
 def _gumbel(hi: np.ndarray, lo: np.ndarray, dtype: Any) -> np.ndarray:
     """``-log(clip(exponential_from_words(hi, lo), E_MIN, E_MAX))``, the same operations."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        upper = (hi >> 31) == 1
-        high = (hi & 0x7FFFFFFF).astype(dtype)
-        w = high * dtype.type(2.0**-32) + lo.astype(dtype) * dtype.type(2.0**-64)
+        upper = hi >= 0x80000000
+        w = (hi & 0x7FFFFFFF).astype(dtype)
+        w *= dtype.type(2.0**-32)
+        w += lo.astype(dtype) * dtype.type(2.0**-64)
         w += dtype.type(2.0**-65)
-        e = np.where(upper, minus_log1m(np, w), -np.log(w))
+        u = np.subtract(1.0, w)
+        c = np.subtract(1.0, u)
+        log_t = np.log(np.where(upper, u, w))
+        exact = c == 0.0
+        lower_tail = np.where(exact, w, -w * log_t / np.where(exact, dtype.type(1.0), c))
+        e = np.where(upper, lower_tail, np.negative(log_t, out=log_t))
         np.clip(e, E_MIN, E_MAX, out=e)
         np.log(e, out=e)
         return np.negative(e, out=e)
