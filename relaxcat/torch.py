@@ -611,8 +611,9 @@ class RelaxedOneHotCategorical(_Categorical):
     values (bit for bit, except for tensors small enough for relaxcat's NumPy kernel, which
     rounds ``exp`` differently from torch: within a few units in the last place). Each
     sample carries its log-space form (the :func:`relaxcat.log_gumbel_softmax` of the same
-    noise), and ``log_prob`` of that very tensor is the Concrete density at the soft point computed from it
-    (:func:`relaxcat.exp_concrete_log_prob` minus the sum of the log-point): finite in
+    noise), and ``log_prob`` of that very tensor is the Concrete density at the soft point
+    computed from it (:func:`relaxcat.exp_concrete_log_prob` minus the sum of the
+    log-point): finite in
     float32 at any temperature, where entries of the soft sample underflow to 0 and its
     density from ``y`` alone is infinite. For ``hard=True`` it is the relaxed density at
     the soft companion, as Pyro's straight-through classes do. Other values are evaluated
