@@ -286,3 +286,17 @@ def test_guide_intermediates_keep_the_elbo_finite(bk, float32_only):
             tail.append(np.asarray(svi.get_params(state)["q"]))
     assert tail[-1].dtype == np.float32
     np.testing.assert_allclose(np.mean(tail, 0), np.full(4, 0.25), atol=0.015)
+
+
+def test_docs_numpyro_example_runs(bk, float32_only, capsys):
+    # The NumPyro example of docs/ppl.md runs as written, in float32.
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "ppl.md"
+    blocks = re.findall(r"^```python\n(import numpyro\n.*?)^```", page.read_text(), re.M | re.S)
+    assert len(blocks) == 1
+    scope: dict[str, object] = {}
+    exec(compile(blocks[0], "<docs/ppl.md NumPyro example>", "exec"), scope)
+    params = scope["result"].params  # type: ignore[attr-defined]
+    np.testing.assert_allclose(np.asarray(params["q"]), PI, atol=0.04)

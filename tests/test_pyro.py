@@ -213,3 +213,16 @@ def test_every_class_in_a_trace_elbo(bk):
     assert bool(torch.isfinite(loss))
     (grad,) = torch.autograd.grad(loss, [w])
     assert bool(torch.isfinite(grad).all()) and bool((grad != 0).any())
+
+
+def test_docs_pyro_example_runs(bk, capsys):
+    # The Pyro example of docs/ppl.md runs as written.
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "ppl.md"
+    blocks = re.findall(r"^```python\n(import pyro\n.*?)^```", page.read_text(), re.M | re.S)
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "<docs/ppl.md Pyro example>", "exec"), {})
+    q = pyro.param("q").detach()
+    torch.testing.assert_close(q, PI, atol=0.04, rtol=0)

@@ -483,3 +483,15 @@ def test_module_exports(bk):
         ]
     )
     assert all(issubclass(c, D.Distribution) for c in ALL)
+
+
+def test_docs_torch_examples_run(bk, capsys):
+    # The torch.distributions and drop-in examples of docs/ppl.md run as written.
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "ppl.md"
+    blocks = re.findall(r"^```python\n(import torch\n.*?)^```", page.read_text(), re.M | re.S)
+    assert len(blocks) == 2
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"<docs/ppl.md torch example {i}>", "exec"), {})
