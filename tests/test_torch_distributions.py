@@ -485,13 +485,35 @@ def test_module_exports(bk):
     assert all(issubclass(c, D.Distribution) for c in ALL)
 
 
-def test_docs_torch_examples_run(bk, capsys):
-    # The torch.distributions and drop-in examples of docs/ppl.md run as written.
+@pytest.mark.parametrize(("page", "count"), [("ppl.md", 2), ("hard-concrete.md", 1)])
+def test_docs_torch_examples_run(bk, capsys, page, count):
+    # The torch examples of docs/ppl.md (torch.distributions, the drop-in) and of
+    # docs/hard-concrete.md (the pruning loss) run as written.
     import re
     from pathlib import Path
 
-    page = Path(__file__).resolve().parents[1] / "docs" / "ppl.md"
-    blocks = re.findall(r"^```python\n(import torch\n.*?)^```", page.read_text(), re.M | re.S)
-    assert len(blocks) == 2
+    text = (Path(__file__).resolve().parents[1] / "docs" / page).read_text()
+    blocks = re.findall(r"^```python\n(import torch\n.*?)^```", text, re.M | re.S)
+    assert len(blocks) == count
     for i, code in enumerate(blocks):
-        exec(compile(code, f"<docs/ppl.md torch example {i}>", "exec"), {})
+        exec(compile(code, f"<docs/{page} torch example {i}>", "exec"), {})
+
+
+def test_pruning_script_runs(bk, tmp_path, capsys):
+    # docs/scripts/hard_concrete_pruning.py end to end, on a tiny budget.
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    pytest.importorskip("sklearn", reason="the pruning example needs scikit-learn")
+    pytest.importorskip("matplotlib", reason="the pruning example draws with matplotlib")
+    path = Path(__file__).resolve().parents[1] / "docs" / "scripts" / "hard_concrete_pruning.py"
+    spec = importlib.util.spec_from_file_location("hard_concrete_pruning", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out, png = tmp_path / "runs.json", tmp_path / "fig.png"
+    module.main(["--steps", "20", "--seeds", "1", "--json", str(out), "--png", str(png)])
+    runs = json.loads(out.read_text())["runs"]
+    assert len(runs) == len(module.LAMBDAS) and png.stat().st_size > 0
+    assert all(0 <= r["kept"] <= 128 and 0 <= r["accuracy"] <= 1 for r in runs)
