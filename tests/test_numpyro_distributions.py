@@ -9,6 +9,8 @@ Runs in the JAX cell (the ``bk`` fixture, JAX only).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -48,7 +50,7 @@ def event(cls):
 
 
 @pytest.mark.parametrize("cls", ALL)
-@pytest.mark.parametrize("sample_shape", [(), (5,), (2, 1)])
+@pytest.mark.parametrize("sample_shape", [(), (2, 1)])
 def test_dist_shape(bk, cls, sample_shape):
     d = make(cls)
     assert d.batch_shape == (2, 3) and d.event_shape == event(cls)
@@ -207,53 +209,11 @@ def test_hard_concrete_atoms(bk):
     np.testing.assert_allclose(np.asarray(d.expected_l0()), np.asarray(1 - p0), rtol=1e-12)
 
 
-PI = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
-RHO = np.array([0.3, 0.8], dtype=np.float32)
-
-
 @pytest.fixture
 def float32_only():
     """JAX without 64-bit types for one test (the harness turns them on for the suite)."""
     with jax.enable_x64(False):
         yield
-
-
-def test_svi_recovers_a_relaxed_categorical_and_a_relaxed_bernoulli(bk, float32_only):
-    # Float32 at temperature 0.1. NumPyro hands the guide's value to the model without its
-    # intermediates, so the latents are the log-space and logit-space forms, whose
-    # densities are finite wherever the samples are. The guide's family holds the prior:
-    # the ELBO's optimum is q = prior, so the guide must recover PI and RHO. A plate of 256
-    # draws per step; the last 100 of 250 iterates are averaged.
-    tau = 0.1
-
-    def model():
-        with numpyro.plate("draws", 256):
-            numpyro.sample("c", ExpRelaxedCategorical(tau, probs=jnp.asarray(PI)))
-            numpyro.sample("b", LogitRelaxedBernoulli(tau, probs=jnp.asarray(RHO)).to_event(1))
-
-    def guide():
-        q = numpyro.param("q", jnp.full(4, 0.25, jnp.float32), constraint=ndist.constraints.simplex)
-        r = numpyro.param(
-            "r", jnp.full(2, 0.5, jnp.float32), constraint=ndist.constraints.unit_interval
-        )
-        with numpyro.plate("draws", 256):
-            numpyro.sample("c", ExpRelaxedCategorical(tau, probs=q))
-            numpyro.sample("b", LogitRelaxedBernoulli(tau, probs=r).to_event(1))
-
-    svi = SVI(model, guide, numpyro.optim.Adam(0.02), Trace_ELBO())
-    state = svi.init(jax.random.key(0))
-    update = jax.jit(svi.update)
-    q_tail, r_tail = [], []
-    for step in range(250):
-        state, loss = update(state)
-        assert bool(jnp.isfinite(loss))
-        if step >= 150:
-            params = svi.get_params(state)
-            q_tail.append(np.asarray(params["q"]))
-            r_tail.append(np.asarray(params["r"]))
-    assert q_tail[-1].dtype == np.float32
-    np.testing.assert_allclose(np.mean(q_tail, 0), PI, atol=0.02)
-    np.testing.assert_allclose(np.mean(r_tail, 0), RHO, atol=0.02)
 
 
 # NumPyro warns of the model's discrete site; the guide supplies its value, as in Pyro's test.
@@ -288,15 +248,24 @@ def test_guide_intermediates_keep_the_elbo_finite(bk, float32_only):
     np.testing.assert_allclose(np.mean(tail, 0), np.full(4, 0.25), atol=0.015)
 
 
-def test_docs_numpyro_example_runs(bk, float32_only, capsys):
-    # The NumPyro example of docs/ppl.md runs as written, in float32.
+def test_svi_recovers_a_relaxed_categorical_and_a_relaxed_bernoulli(bk, float32_only, capsys):
+    # The NumPyro example of docs/ppl.md, run as written, in float32 at temperature 0.1.
+    # NumPyro hands the guide's value to the model without its intermediates, so the
+    # latents are the log-space and logit-space forms, whose densities are finite wherever
+    # the samples are. The guide's family holds the prior, so the ELBO's optimum is
+    # q = prior: the guide must have recovered PI and RHO (the last Adam iterate at lr 0.02
+    # scatters by about 0.01), with every loss finite.
     import re
     from pathlib import Path
 
     page = Path(__file__).resolve().parents[1] / "docs" / "ppl.md"
     blocks = re.findall(r"^```python\n(import numpyro\n.*?)^```", page.read_text(), re.M | re.S)
     assert len(blocks) == 1
-    scope: dict[str, object] = {}
+    scope: dict[str, Any] = {}
     exec(compile(blocks[0], "<docs/ppl.md NumPyro example>", "exec"), scope)
-    params = scope["result"].params  # type: ignore[attr-defined]
-    np.testing.assert_allclose(np.asarray(params["q"]), PI, atol=0.04)
+    result = scope["result"]
+    assert bool(jnp.isfinite(result.losses).all())
+    q, r = np.asarray(result.params["q"]), np.asarray(result.params["r"])
+    assert q.dtype == np.float32
+    np.testing.assert_allclose(q, np.asarray(scope["PI"]), atol=0.03)
+    np.testing.assert_allclose(r, np.asarray(scope["RHO"]), atol=0.03)

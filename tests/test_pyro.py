@@ -126,42 +126,6 @@ def test_onehot_svi_usage(bk, dtype):
     torch.testing.assert_close(q, torch.full((4,), 0.25, dtype=dtype), atol=0.015, rtol=0)
 
 
-PI = torch.tensor([0.1, 0.2, 0.3, 0.4])
-RHO = torch.tensor([0.3, 0.8])
-
-
-def test_svi_recovers_a_relaxed_categorical_and_a_relaxed_bernoulli(bk):
-    # Float32 at temperature 0.1, where torch's own RelaxedOneHotCategorical gives an
-    # infinite density to some of its samples (entries that underflow to 0). The guide's
-    # family holds the prior, so the ELBO's optimum is q = prior: the guide must recover PI
-    # and RHO. Each step draws a plate of 256; the last 100 iterates are averaged.
-    tau = 0.1
-
-    def model():
-        with pyro.plate("draws", 256):
-            pyro.sample("c", RelaxedOneHotCategorical(tau, probs=PI))
-            pyro.sample("b", RelaxedBernoulli(tau, probs=RHO).to_event(1))
-
-    def guide():
-        q = pyro.param("q", torch.full((4,), 0.25), constraint=constraints.simplex)
-        r = pyro.param("r", torch.full((2,), 0.5), constraint=constraints.unit_interval)
-        with pyro.plate("draws", 256):
-            pyro.sample("c", RelaxedOneHotCategorical(tau, probs=q))
-            pyro.sample("b", RelaxedBernoulli(tau, probs=r).to_event(1))
-
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.02}), Trace_ELBO())
-    q_tail, r_tail = [], []
-    for step in range(300):
-        loss = svi.step()
-        assert math.isfinite(loss)
-        if step >= 200:
-            q_tail.append(pyro.param("q").detach().clone())
-            r_tail.append(pyro.param("r").detach().clone())
-    assert pyro.param("q").dtype == torch.float32
-    torch.testing.assert_close(torch.stack(q_tail).mean(0), PI, atol=0.02, rtol=0)
-    torch.testing.assert_close(torch.stack(r_tail).mean(0), RHO, atol=0.02, rtol=0)
-
-
 def test_plates_broadcast_and_expand(bk):
     def model():
         with pyro.plate("rows", 5):
@@ -215,14 +179,21 @@ def test_every_class_in_a_trace_elbo(bk):
     assert bool(torch.isfinite(grad).all()) and bool((grad != 0).any())
 
 
-def test_docs_pyro_example_runs(bk, capsys):
-    # The Pyro example of docs/ppl.md runs as written.
+def test_svi_recovers_a_relaxed_categorical_and_a_relaxed_bernoulli(bk, capsys):
+    # The Pyro example of docs/ppl.md, run as written: float32 at temperature 0.1, where
+    # torch's own RelaxedOneHotCategorical gives NaN densities to some of its samples. The
+    # guide's family holds the prior, so the ELBO's optimum is q = prior; the example
+    # asserts every loss is finite, and here the guide must have recovered PI and RHO (the
+    # last iterate of Adam at lr 0.02 scatters by about 0.01 around the optimum).
     import re
     from pathlib import Path
 
     page = Path(__file__).resolve().parents[1] / "docs" / "ppl.md"
     blocks = re.findall(r"^```python\n(import pyro\n.*?)^```", page.read_text(), re.M | re.S)
     assert len(blocks) == 1
-    exec(compile(blocks[0], "<docs/ppl.md Pyro example>", "exec"), {})
-    q = pyro.param("q").detach()
-    torch.testing.assert_close(q, PI, atol=0.04, rtol=0)
+    scope: dict[str, object] = {}
+    exec(compile(blocks[0], "<docs/ppl.md Pyro example>", "exec"), scope)
+    q, r = pyro.param("q").detach(), pyro.param("r").detach()
+    assert q.dtype == torch.float32
+    torch.testing.assert_close(q, scope["PI"], atol=0.03, rtol=0)
+    torch.testing.assert_close(r, scope["RHO"], atol=0.03, rtol=0)
