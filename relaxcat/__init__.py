@@ -24,6 +24,14 @@ from ._distributions import (
     relaxed_topk,
     sample_categorical,
 )
+from ._gates import (
+    hard_concrete,
+    hard_concrete_l0,
+    hard_concrete_log_prob,
+    logit_relaxed_bernoulli,
+    logit_relaxed_bernoulli_log_prob,
+    relaxed_bernoulli_cdf,
+)
 from ._philox import Philox
 
 __version__ = "0.1.0"
@@ -38,8 +46,14 @@ __all__ = [
     "gumbel_noise",
     "gumbel_softmax",
     "gumbel_topk",
+    "hard_concrete",
+    "hard_concrete_l0",
+    "hard_concrete_log_prob",
     "log_gumbel_softmax",
+    "logit_relaxed_bernoulli",
+    "logit_relaxed_bernoulli_log_prob",
     "relaxed_bernoulli",
+    "relaxed_bernoulli_cdf",
     "relaxed_bernoulli_log_prob",
     "relaxed_topk",
     "sample_categorical",

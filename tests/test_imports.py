@@ -100,6 +100,19 @@ def test_distribution_functions_on_strict_import_no_other_framework():
     assert loaded == "[]"
 
 
+def test_torch_distributions_import_torch_only():
+    # relaxcat.torch answers Pyro's calls, but imports Pyro only when Pyro asks.
+    pytest.importorskip("torch")
+    loaded = run("""
+        import sys, torch, relaxcat.torch as rt
+        d = rt.RelaxedOneHotCategorical(0.5, logits=torch.zeros(3))
+        d.log_prob(d.rsample())
+        rt.gumbel_softmax(torch.zeros(2, 3), 0.5, True)
+        print([m for m in ("pyro", "jax", "numpyro", "cupy", "dask") if m in sys.modules])
+    """)
+    assert loaded == "[]"
+
+
 def test_dask_call_imports_no_other_framework():
     pytest.importorskip("dask", reason="dask is not installed")
     loaded = run("""
@@ -147,6 +160,8 @@ NEEDS = {
     "relaxcat._backends._dask": "dask",
     "relaxcat._backends._cupy": "cupy",
     "relaxcat._backends._cuda": "cupy",
+    "relaxcat.torch": "torch",
+    "relaxcat.numpyro": "numpyro",
 }
 
 
@@ -275,7 +290,7 @@ def test_every_framework_module_is_kept_from_doctest_collection():
     assert spec is not None and spec.loader is not None
     conftest = util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
-    frameworks = {"torch", "jax", "jaxlib", "cupy", "dask"}
+    frameworks = {"torch", "jax", "jaxlib", "cupy", "dask", "numpyro", "pyro"}
     for path in sorted((ROOT / "relaxcat").rglob("*.py")):
         tree = ast.parse(path.read_text())
         tops = set()
