@@ -24,6 +24,7 @@ from ._distributions import (
     relaxed_topk,
     sample_categorical,
 )
+from ._ksubset import ksubset_marginals, simple_ksubset
 
 __version__ = "0.1.0"
 
@@ -36,9 +37,11 @@ __all__ = [
     "gumbel_noise",
     "gumbel_softmax",
     "gumbel_topk",
+    "ksubset_marginals",
     "log_gumbel_softmax",
     "relaxed_bernoulli",
     "relaxed_bernoulli_log_prob",
     "relaxed_topk",
     "sample_categorical",
+    "simple_ksubset",
 ]
