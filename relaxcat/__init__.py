@@ -25,6 +25,7 @@ from ._distributions import (
     sample_categorical,
 )
 from ._ksubset import ksubset_marginals, simple_ksubset
+from ._permutations import gumbel_sinkhorn, plackett_luce_log_prob
 
 __version__ = "0.1.0"
 
@@ -35,10 +36,12 @@ __all__ = [
     "concrete_log_prob",
     "exp_concrete_log_prob",
     "gumbel_noise",
+    "gumbel_sinkhorn",
     "gumbel_softmax",
     "gumbel_topk",
     "ksubset_marginals",
     "log_gumbel_softmax",
+    "plackett_luce_log_prob",
     "relaxed_bernoulli",
     "relaxed_bernoulli_log_prob",
     "relaxed_topk",
