@@ -32,6 +32,8 @@ from ._gates import (
     logit_relaxed_bernoulli_log_prob,
     relaxed_bernoulli_cdf,
 )
+from ._ksubset import ksubset_marginals, simple_ksubset
+from ._permutations import gumbel_sinkhorn, plackett_luce_log_prob
 from ._philox import Philox
 
 __version__ = "0.1.0"
@@ -44,17 +46,21 @@ __all__ = [
     "concrete_log_prob",
     "exp_concrete_log_prob",
     "gumbel_noise",
+    "gumbel_sinkhorn",
     "gumbel_softmax",
     "gumbel_topk",
     "hard_concrete",
     "hard_concrete_l0",
     "hard_concrete_log_prob",
+    "ksubset_marginals",
     "log_gumbel_softmax",
     "logit_relaxed_bernoulli",
     "logit_relaxed_bernoulli_log_prob",
+    "plackett_luce_log_prob",
     "relaxed_bernoulli",
     "relaxed_bernoulli_cdf",
     "relaxed_bernoulli_log_prob",
     "relaxed_topk",
     "sample_categorical",
+    "simple_ksubset",
 ]

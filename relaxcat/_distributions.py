@@ -820,28 +820,31 @@ def relaxed_topk(
         the tied entries is NaN. Use float64 there.
 
     ``method="max"`` (the m-hot recipe of C. Wu, 2021; as in L2X and Concrete autoencoders)
-        ``k`` Gumbel-softmax draws :math:`C_j = \mathrm{softmax}((\ell + g_j)/\tau)`, each
-        with independent noise :math:`g_j`, combined by the element-wise maximum
-        :math:`\max_j C_j`. Draw :math:`j` is taken with the categories already chosen by
-        draws :math:`1..j-1` (each draw's arg max) masked out.
+        ``k`` Gumbel-softmax draws :math:`C_j = \mathrm{softmax}((\ell + g_j)/\tau)`
+        combined by the element-wise maximum :math:`\max_j C_j`, where the recipe discards
+        a draw whose arg max repeats an earlier one and draws again. relaxcat follows the
+        recipe's law exactly, soft values included, with ``k`` draws and no rejection loop:
 
-        *Why masking is the recipe's "discard a repeat and draw again".* In the recipe, a
-        draw whose arg max repeats an earlier one is thrown away and redrawn until it does
-        not. The arg max of the accepted draw is therefore a Gumbel-max sample conditioned
-        to avoid the chosen set ``A``, i.e. a sample from :math:`\mathrm{softmax}(\ell)`
-        restricted to the categories outside ``A`` and renormalised. That is exactly the
-        law of the arg max of one draw with :math:`\ell_i = -\infty` for :math:`i \in A`
-        (Gumbel-max over the remaining categories). So the chosen categories, in order,
-        have the recipe's distribution, which is also that of :func:`gumbel_topk`, and
-        ``hard=True`` gives the recipe's k-hot in distribution. Masking needs one draw per
-        category chosen, ``k`` in all, whatever the logits: a Python loop over ``k`` rounds,
-        with no data-dependent loop (so it runs under ``jax.jit``), where rejection takes an
-        unbounded random number of redraws. The *soft* values are not the recipe's: a masked
-        draw is a softmax over the categories not yet chosen (exactly 0 on the chosen
-        ones, renormalised over the rest), while an accepted draw of the recipe is only
-        conditioned on its arg max and keeps some mass on the chosen categories. Both
-        tend to the same one-hot draws as :math:`\tau \to 0`. The output lies in [0, 1]
-        and does not sum to ``k``.
+        1. the category draw :math:`j` picks is drawn from :math:`\mathrm{softmax}(\ell)`
+           restricted to the categories not yet chosen and renormalised (the law of an
+           accepted arg max): the arg max of :math:`\ell + g_j` over those categories;
+        2. the accepted draw's perturbed logits are Gumbel perturbed logits conditioned on
+           that arg max, as in Gumbel-Rao: its maximum is
+           :math:`\mathrm{Gumbel}(\log\sum_i e^{\ell_i})` and the other entries are Gumbel
+           draws truncated below it. They are computed from the same noise :math:`g_j`
+           (competing exponentials and memorylessness make this exact), so ``noise[j]``
+           decides draw :math:`j` entirely;
+        3. :math:`C_j` is their softmax at temperature :math:`\tau`, and the output is
+           :math:`\max_j C_j`.
+
+        The first draw is an ordinary Gumbel-softmax draw (``k=1`` is
+        :func:`gumbel_softmax` of ``noise[0]``). The chosen categories, in order, have the
+        law of :func:`gumbel_topk`, and ``hard=True`` gives the recipe's k-hot. Each draw's
+        gradient is that of a Gumbel-softmax draw with its (conditioned) noise held fixed,
+        as for the recipe's accepted noise. The work is fixed (``k`` rounds, no
+        data-dependent loop, so it runs under ``jax.jit``). The output lies in [0, 1] and
+        does not sum to ``k``: a later draw keeps some mass on the categories already
+        chosen, as the recipe's accepted draws do.
 
     Parameters
     ----------
@@ -858,7 +861,7 @@ def relaxed_topk(
         If True, return an exact k-hot vector (exactly ``k`` ones, the rest exact zeros)
         with the gradient of the soft output (straight-through). ``"successive"``: the
         ``k`` largest :math:`\ell_i + g_i` (the same set :func:`gumbel_topk` returns for
-        that noise); ``"max"``: the ``k`` categories chosen by the masked draws.
+        that noise); ``"max"``: the ``k`` categories the draws picked.
     axis : int, default -1
         The category axis.
     method : {"successive", "max"}, default "successive"
@@ -909,14 +912,19 @@ def relaxed_topk(
     if method == "successive":
         s = p.x + p.noise(rng, noise)
         _check_sample_rows(p, s, ax, noise is not None)
-        kernel = _successive_topk
     else:
-        s = p.x + p.noise(rng, noise, (k, *tuple(p.logits.shape)))  # s[j] is draw j
-        _check_sample_rows(p, s, ax + 1, noise is not None)
-        kernel = _max_of_masked_draws
+        g = p.noise(rng, noise, (k, *tuple(p.logits.shape)))  # g[j] is draw j
+        _check_sample_rows(p, p.x + g, ax + 1, noise is not None)
     check_enough_unmasked(backend, p.x, k, ax)
     with backend.errstate():
-        y = backend.compiled(kernel, (0, 1, 2, 3, 4))(backend, ax, k, hard, soft_needed, s, p.tau)
+        if method == "successive":
+            y = backend.compiled(_successive_topk, (0, 1, 2, 3, 4))(
+                backend, ax, k, hard, soft_needed, s, p.tau
+            )
+        else:
+            y = backend.compiled(_recipe_max, (0, 1, 2, 3, 4))(
+                backend, ax, k, hard, soft_needed, p.x, g, p.tau
+            )
     return p.out(y)
 
 
@@ -964,33 +972,107 @@ def _successive_topk(
     return total if hot is None else straight_through(backend, hot, total)
 
 
-def _max_of_masked_draws(
-    backend: Backend, axis: int, k: int, hard: bool, soft_needed: bool, s: Array, tau: Any
+def _recipe_max(
+    backend: Backend,
+    axis: int,
+    k: int,
+    hard: bool,
+    soft_needed: bool,
+    x: Array,
+    g: Array,
+    tau: Any,
 ) -> Array:
-    """The seed's m-hot: element-wise max of ``k`` draws, each masking the earlier picks.
+    """The seed's m-hot, exactly: the maximum of ``k`` draws with distinct arg maxes.
 
-    ``s[j]`` is draw ``j`` (logits plus its own noise); the category axis of ``s[j]`` is
-    ``axis``. The chosen set is the ``k`` arg maxes; the soft output their maximum.
+    ``g[j]`` is draw ``j``'s standard Gumbel noise; the category axis of ``g[j]`` is
+    ``axis``. With ``G = x + g[j]`` (no gradient) and ``U`` the categories not yet chosen,
+    the pick ``D = argmax_U G`` is the recipe's accepted arg max (a draw from ``softmax(x)``
+    restricted to ``U``). The accepted draw's perturbed logits ``X`` are Gumbel perturbed
+    logits conditioned on ``argmax X = D``; they are built from the same noise, which
+    competing exponentials make exact. With ``E_i = exp(-g_i)`` and ``T = exp(-G_D)``:
+    ``Z_U T`` is Exp(1) and independent of ``D``; for ``i`` in ``U``, ``E_i - T exp(x_i)``
+    are fresh Exp(1) (memorylessness); for chosen ``i`` the ``E_i`` were never looked at.
+    Feeding these to Gumbel-Rao's conditional draw (``_estimators.conditional_gumbel``)::
+
+        X_D = G_D + log Z - log Z_U
+        X_i = -logaddexp(-G_i + log(-expm1(G_i - G_D)), -X_D)   (i in U, i != D)
+        X_i = -logaddexp(-G_i, -X_D)                             (i chosen before)
+
+    Draw 0 has nothing to condition on: ``X = G``. The soft draw is
+    ``softmax((X + x - stop_gradient(x)) / tau)``: the value of ``X``, the gradient of a
+    Gumbel-softmax draw with the noise ``X - x`` held fixed, as for the recipe's accepted
+    noise.
     """
     xp = backend.xp
-    device = backend.device(s)
+    device = backend.device(x)
+    xs = backend.stop_gradient(x)
+    masked = xs == -INF
+    # Zero where masked, so that the gradient there is 0 rather than NaN.
+    x_live = xp.where(masked, 0.0, x)
+    tangent = x_live - backend.stop_gradient(x_live)  # exactly 0; derivative 1
+    log_z = _logsumexp(backend, xs, axis)
     chosen = None
     best = None
     for j in range(k):
-        draw = s[j, ...]
-        if chosen is not None:
-            draw = xp.where(chosen, -INF, draw)
+        gj = backend.stop_gradient(g[j, ...])
+        big_g = xs + gj
+        draw = big_g if chosen is None else xp.where(chosen, -INF, big_g)
         pick = one_hot_argmax(backend, draw, axis, xp.bool, device)
         if soft_needed:
-            m = backend.stop_gradient(xp.max(draw, axis=axis, keepdims=True))
-            soft = scaled_softmax(xp, draw, m, tau, axis)
+            if chosen is None:
+                z = x + g[j, ...]  # the plain draw: exactly gumbel_softmax's
+            else:
+                r = _conditioned(backend, axis, xs, gj, masked, chosen, pick, log_z)
+                z = xp.where(masked, -INF, r + tangent)
+            m = backend.stop_gradient(xp.max(z, axis=axis, keepdims=True))
+            soft = scaled_softmax(xp, z, m, tau, axis)
             best = soft if best is None else xp.maximum(best, soft)
         chosen = pick if chosen is None else chosen | pick
     assert chosen is not None
-    hot = xp.astype(chosen, s.dtype)
+    hot = xp.astype(chosen, x.dtype)
     if best is None:
         return hot
     return straight_through(backend, hot, best) if hard else best
+
+
+def _conditioned(
+    backend: Backend,
+    axis: int,
+    xs: Array,
+    g: Array,
+    masked: Array,
+    chosen: Array,
+    pick: Array,
+    log_z: Array,
+) -> Array:
+    """``X - X_D``: perturbed logits conditioned on ``argmax X = pick``, less their maximum.
+
+    See :func:`_recipe_max`. Written relative to the pick, from differences of logits and
+    of noise taken apart, so that an O(1) gap survives logits of order 1e30 in float32
+    (``x + g`` would round ``g`` away). With ``c = log Z - log Z_U >= 0`` and
+    ``e_i = (x_D - x_i) + (g_D - g_i) >= 0`` (``G_D - G_i``)::
+
+        X_i - X_D = -softplus(log(-expm1(-e_i)) + e_i + c)   (i in U, i != D)
+        X_i - X_D = -softplus(e_i + c)                        (i chosen before)
+
+    Masked categories are left to the caller (their value here is finite and meaningless).
+    """
+    xp = backend.xp
+    x0 = xp.where(masked, 0.0, xs)
+    x_top = xp.sum(xp.where(pick, x0, 0.0), axis=axis, keepdims=True)
+    g_top = xp.sum(xp.where(pick, g, 0.0), axis=axis, keepdims=True)
+    c = log_z - _logsumexp(backend, xp.where(chosen, -INF, xs), axis)
+    dx, dg = x_top - x0, g_top - g
+    e = xp.clip(dx + dg, min=0.0)  # >= 0 on U by the arg max; rounding could say -eps
+    d = (dx + c) + dg  # e + c, without losing dg to a large dx or c
+    rest = xp.logical_not(chosen | pick | masked)
+    # log of the share of E_i left above the threshold (0 for chosen categories). An
+    # exact tie with the pick (only with explicit noise) has share 0: floored at tiny.
+    tiny = float(xp.finfo(xs.dtype).smallest_normal)
+    left = xp.clip(-xp.expm1(-xp.where(rest, e, 1.0)), min=tiny)
+    share = xp.where(rest, xp.log(left), 0.0)
+    r = -xp.logaddexp(share + d, xp.zeros_like(d))
+    return xp.where(pick, 0.0, r)
 
 
 # -- divergence -------------------------------------------------------------------------

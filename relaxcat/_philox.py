@@ -383,6 +383,11 @@ class PhiloxSource:
         return words(self.xp, self.kind, shape, parts, shapes, stream, self.device)
 
 
+def is_philox_source(source: object) -> bool:
+    """Whether ``source`` draws from a :class:`Philox` key (on any backend)."""
+    return isinstance(getattr(source, "key", None), Philox)
+
+
 def category_axis(axis: int, ndim: int) -> int:
     """``axis`` (negative) if ``ndim``-d arrays have it, else -1 (the last axis, if any)."""
     return axis if -ndim <= axis < 0 else -1

@@ -186,6 +186,11 @@ def test_distributions_agree_with_numpy(bk, dtype, case):
 PHILOX_SEEDS = DRNG.integers(0, 2**62, size=(64, 3))
 
 
+def _whole_matrices(a):
+    """Dask: each matrix in one chunk (hard Sinkhorn solves one assignment per task)."""
+    return a.rechunk({-2: -1, -1: -1}) if hasattr(a, "rechunk") else a
+
+
 def _philox_cases():
     r = relaxcat
     key = r.Philox(2026, offset=12)
@@ -206,6 +211,11 @@ def _philox_cases():
             c(LOGITS), K, 0.5, hard=True, method="max", rng=rows
         ),
         "gumbel_noise": lambda c: r.gumbel_noise(c(LOGITS), rng=rows),
+        "simple_ksubset-exact": lambda c: r.simple_ksubset(c(LOGITS[:, 0, :12]), 3, rng=key),
+        "gumbel_sinkhorn-hard": lambda c: r.gumbel_sinkhorn(
+            _whole_matrices(c(LOGITS[:8, :, :3])), 0.5, hard=True, rng=key
+        ),
+        "hard_concrete": lambda c: r.hard_concrete(c(LOGITS), 0.5, rng=rows),
     }
 
 

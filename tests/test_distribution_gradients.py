@@ -14,6 +14,7 @@ import pytest
 
 import relaxcat
 from relaxcat._backends import backend_of
+from tests.test_samplers import conditioned_draws
 
 pytestmark = pytest.mark.backends("torch", "jax")
 
@@ -248,19 +249,15 @@ def test_max_topk_gradients(bk):
     xp = ns(bk)
     k = 3
     g = bk.asarray(NOISE_K)
-    # The chosen sets do not depend on the logits' gradient: compute them in NumPy.
-    chosen, masks = np.zeros((B, N), bool), []
-    for j in range(k):
-        masks.append(chosen.copy())
-        s = np.where(chosen, -np.inf, LOGITS + NOISE_K[j])
-        chosen |= np.arange(N) == np.argmax(s, -1)[:, None]
+    # The draws' noise does not depend on the logits' gradient: compute it in NumPy. Each
+    # accepted draw is a Gumbel-softmax draw with that (conditioned) noise held fixed.
+    draws, _ = conditioned_draws(LOGITS, NOISE_K, k)
+    fixed = [bk.asarray(d - LOGITS) for d in draws]
 
-    def naive(l, t):  # masked softmax by multiplying with the mask: no infinities
+    def naive(l, t):
         best = None
-        for j in range(k):
-            keep = 1.0 - bk.asarray(masks[j])
-            e = xp.exp((l + g[j, ...]) / t) * keep
-            d = e / xp.sum(e, axis=-1, keepdims=True)
+        for noise in fixed:
+            d = naive_softmax(xp, (l + noise) / t)
             best = d if best is None else xp.maximum(best, d)
         return best
 
