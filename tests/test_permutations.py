@@ -187,6 +187,10 @@ def test_solver_matches_scipy():
         _assignment(np.array([[0.0, -np.inf], [1.0, -np.inf]]))
 
 
+# Not on Dask: 2,000 Sinkhorn iterations over matrices split into chunks build a graph of
+# 2,000 rounds of cross-chunk reductions (many minutes to schedule); the limit is the same
+# arithmetic on every backend, and Dask's Sinkhorn is checked by the tests above.
+@pytest.mark.backends("numpy", "array_api_strict", "torch", "jax", "cupy")
 def test_low_temperature_approaches_the_hard_permutation(bk):
     x, g = bk.asarray(S), bk.asarray(G)
     hard = bk.to_numpy(
