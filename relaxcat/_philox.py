@@ -345,11 +345,12 @@ class PhiloxSource:
                 out += [self.xp.asarray(w, dtype=dtype, device=self.device) for w in (lo, hi)]
             else:
                 from ._backends import backend_of
+                from ._backends._base import with_article
 
                 if backend_of(v, name) is not backend:
                     raise TypeError(
-                        f"Philox {name} is {_article(backend_of(v, name).name)} array but the "
-                        f"logits are {_article(backend.name)} array; pass a Python int, a "
+                        f"Philox {name} is {with_article(backend_of(v, name).name)} array but the "
+                        f"logits are {with_article(backend.name)} array; pass a Python int, a "
                         f"NumPy array or an array of the logits' library."
                     )
                 out += split64(self.xp, self.kind, v, name, backend.key_readable(v))
@@ -391,10 +392,6 @@ def is_philox_source(source: object) -> bool:
 def category_axis(axis: int, ndim: int) -> int:
     """``axis`` (negative) if ``ndim``-d arrays have it, else -1 (the last axis, if any)."""
     return axis if -ndim <= axis < 0 else -1
-
-
-def _article(word: str) -> str:
-    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def _is_namespace_numpy(xp: Any) -> bool:
