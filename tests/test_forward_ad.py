@@ -102,7 +102,8 @@ def test_dual_logits_tangent_equals_torch_func_jvp(bk, name):
     value, tangent = dual_tangent(lambda t: f(t, TAU), x, d)
     expected_value, expected = functional_tangent(bk, lambda t: f(t, TAU), x, d)
     np.testing.assert_array_equal(bk.to_numpy(value), bk.to_numpy(expected_value))
-    np.testing.assert_array_equal(bk.to_numpy(value), bk.to_numpy(f(x, TAU)))
+    # The eager call (no tangent) may take a fused kernel: the same value up to rounding.
+    np.testing.assert_allclose(bk.to_numpy(value), bk.to_numpy(f(x, TAU)), rtol=1e-13, atol=0)
     assert tangent is not None, "the tangent of the logits was dropped"
     assert np.any(bk.to_numpy(expected) != 0)
     np.testing.assert_allclose(bk.to_numpy(tangent), bk.to_numpy(expected), rtol=1e-12, atol=1e-14)
@@ -141,7 +142,8 @@ def test_forward_mode_ignores_no_grad(bk, name):
 
 def test_float32_fast_path_steps_aside_for_a_dual_tensor(bk):
     # The fast path's registered Functions have no forward rule: a dual tensor must take
-    # the generic path, whose values are the same.
+    # the generic path, whose values are the same (the soft sample up to the rounding of
+    # the fast path's fused softmax kernel).
     x = bk.asarray(LOGITS, "float32")
     g = bk.asarray(NOISE, "float32")
     d = bk.asarray(np.where(np.isinf(LOGITS), 0.0, DIRECTION), "float32")
@@ -151,7 +153,10 @@ def test_float32_fast_path_steps_aside_for_a_dual_tensor(bk):
             return relaxcat.gumbel_softmax(t, 0.5, hard=hard, noise=g)
 
         value, tangent = dual_tangent(f, x, d)
-        np.testing.assert_array_equal(bk.to_numpy(value), bk.to_numpy(f(x)))
+        if hard:
+            np.testing.assert_array_equal(bk.to_numpy(value), bk.to_numpy(f(x)))
+        else:
+            np.testing.assert_allclose(bk.to_numpy(value), bk.to_numpy(f(x)), rtol=1e-6, atol=0)
         _, expected = functional_tangent(bk, f, x, d)
         assert tangent is not None
         np.testing.assert_allclose(bk.to_numpy(tangent), bk.to_numpy(expected), rtol=1e-6)

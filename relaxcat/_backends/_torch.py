@@ -183,7 +183,11 @@ class TorchSource:
         return torch.rand(shape, dtype=f64, device=self.device, generator=self.generator)
 
     def exponential_numpy(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        """The draws of :meth:`standard_exponential` as a NumPy array (CPU, eager)."""
+        """The draws of :meth:`standard_exponential` as a NumPy array (CPU, eager).
+
+        ``shape`` should be a tuple of ints: torch parses a ``torch.Size`` (symbolic sizes)
+        microseconds slower, which the tiny path feels.
+        """
         np_dtype = _NP_DTYPES[dtype]
         if self.numpy is not None:
             return numpy_exponential(self.numpy, shape, np_dtype)
@@ -364,7 +368,7 @@ class TorchBackend(Backend):
         if noise is None and torch_source is None:
             return None
         tracks = p.gradient_needed()  # the one rule (tau is a Python float here)
-        if p.device.type == "cuda":
+        if p.x.is_cuda:
             kernels = _cuda_kernels()
             if kernels is not None and p.tau >= kernels.MIN_TAU:
                 return _cuda_sample(p, torch_source, noise, hard, tracks)

@@ -149,8 +149,16 @@ def exponential_blocks(shape: tuple[int, ...], dtype: torch.dtype, seed: int) ->
 
 
 def scaled_softmax_(s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int) -> torch.Tensor:
-    """``softmax(s / tau)`` written over ``s`` (the generic formula, in place)."""
-    s.sub_(row_max).div_(tau).exp_()
+    """``softmax(s / tau)`` written over ``s``: the generic formula, in place.
+
+    ``(s - row_max) / tau`` first, as the generic path does (no overflow at any ``tau``, and
+    the row maximum becomes exactly 0); then torch's fused softmax kernel writes over its
+    input on the CPU (it reads each element before writing it), three passes, not five.
+    """
+    s.sub_(row_max).div_(tau)
+    if s.is_cpu:
+        return torch.softmax(s, dim, out=s)
+    s.exp_()  # CUDA tensors without the fused kernels: the five passes, as run on a GPU
     return s.div_(s.sum(dim, keepdim=True))
 
 
@@ -162,10 +170,14 @@ def one_hot(s: torch.Tensor, dim: int) -> torch.Tensor:
 def softmax_vjp(y: torch.Tensor, grad: torch.Tensor, tau: float, dim: int) -> torch.Tensor:
     """``J(y)^T grad / tau = y * (grad - <grad, y>) / tau`` for ``y = softmax(z / tau)``.
 
-    One temporary the size of ``y``; differentiable, so double backward works.
+    On the CPU torch's own fused softmax backward (one kernel), then the ``1 / tau``;
+    differentiable either way, so double backward works.
     """
-    out = grad * y
-    out.addcmul_(y, out.sum(dim, keepdim=True), value=-1.0)
+    if y.is_cpu:
+        out = torch._softmax_backward_data(grad, y, dim, y.dtype)
+    else:  # as run on a GPU (create_graph=True through the CUDA kernels' rule)
+        out = grad * y
+        out.addcmul_(y, out.sum(dim, keepdim=True), value=-1.0)
     return out if tau == 1.0 else out.mul_(1.0 / tau)
 
 
@@ -234,26 +246,49 @@ class HardSample(torch.autograd.Function):
 TINY_ELEMENTS = 1024
 
 
+def _tiny_log_e(source: TorchSource, p: Prepared) -> np.ndarray:
+    """``log E`` in NumPy, in the compute dtype: ``-g``, the generic path's noise negated.
+
+    ``E`` comes at 53-bit resolution, in ``[2**-53, 37.4]``, so the generic clip to
+    ``[E_MIN, E_MAX]`` cannot act. ``x - log E`` is then exactly ``x + g``.
+    """
+    # A tuple of ints: torch parses a torch.Size (symbolic sizes) microseconds slower.
+    e = source.exponential_numpy(tuple(p.x.shape), p.dtype)
+    return np.log(e, out=e)
+
+
+def _tiny_row_max(s: np.ndarray, p: Prepared) -> np.ndarray:
+    """The row maxima of ``s``; a row whose maximum is not finite is diagnosed (raises)."""
+    m = np.maximum.reduce(s, axis=p.axis, keepdims=True)
+    if not math.isfinite(np.add.reduce(m, axis=None)):  # inf: re-checked
+        p.check_rows(torch.from_numpy(m), False)  # raises with the diagnosis
+    return m
+
+
+def _tiny_one_hot(s: np.ndarray, axis: int) -> np.ndarray:
+    index = s.argmax(axis=axis, keepdims=True)  # one 1 per row, at the first maximum
+    return np.equal(axis_positions(s.shape[axis], axis, s.ndim), index).astype(s.dtype)
+
+
+# Overflow and underflow are the right values here (an all -inf row is diagnosed first), and
+# the check's sum of maxima may meet +inf and -inf.
+_QUIET = {"over": "ignore", "under": "ignore", "invalid": "ignore"}
+
+
 def tiny_sample(source: TorchSource, p: Prepared, hard: bool) -> np.ndarray:
     """The generic formula in NumPy on the source's exponentials, for a few hundred elements.
 
-    Same operations and order as the generic path: ``E`` (at 53-bit resolution, in
-    ``[2**-53, 37.4]``, so the clip to ``[E_MIN, E_MAX]`` cannot act), ``s = x - log E``
-    (exactly ``x + g``), the row maximum and its check, then the softmax or the one-hot. It
-    is :func:`._numpy.sample_` written out in one ``errstate``: every Python-level step costs
-    as much as the arithmetic at this size.
+    Same operations and order as the generic path: ``s = x + g``, the row maximum and its
+    check, then the softmax or the one-hot. It is :func:`._numpy.sample_` written out in one
+    ``errstate``: every Python-level step costs as much as the arithmetic at this size.
     """
-    s = source.exponential_numpy(tuple(p.x.shape), p.dtype)
     axis = p.axis
-    with np.errstate(over="ignore", under="ignore"):
-        np.log(s, out=s)
+    with np.errstate(**_QUIET):
+        s = _tiny_log_e(source, p)
         np.subtract(p.x.numpy(), s, out=s)
-        m = np.maximum.reduce(s, axis=axis, keepdims=True)
-        if not math.isfinite(float(np.add.reduce(m, axis=None))):  # inf: re-checked
-            p.check_rows(torch.from_numpy(m), False)  # raises with the diagnosis
-        if hard:  # one 1 per row, at the first maximum
-            index = s.argmax(axis=axis, keepdims=True)
-            return np.equal(axis_positions(s.shape[axis], axis, s.ndim), index).astype(s.dtype)
+        m = _tiny_row_max(s, p)
+        if hard:
+            return _tiny_one_hot(s, axis)
         np.subtract(s, m, out=s)
         np.divide(s, p.tau, out=s)
         np.exp(s, out=s)
@@ -271,21 +306,16 @@ def tiny_tracked_sample(source: TorchSource, p: Prepared, hard: bool) -> torch.T
     with ``inspect`` on every call), and memory does not matter at this size.
     """
     x, axis = p.x, p.axis
-    log_e = source.exponential_numpy(tuple(x.shape), p.dtype)  # E in [E_MIN, E_MAX]
-    with np.errstate(over="ignore", under="ignore"):
-        np.log(log_e, out=log_e)
-        s = np.subtract(x.detach().numpy(), log_e)  # x + g, with g = -log E
-        m = np.maximum.reduce(s, axis=axis, keepdims=True)
-        if not math.isfinite(float(np.add.reduce(m, axis=None))):  # inf: re-checked
-            p.check_rows(torch.from_numpy(m), False)  # raises with the diagnosis
+    with np.errstate(**_QUIET):
+        log_e = _tiny_log_e(source, p)
+        s = np.subtract(x.detach().numpy(), log_e)
+        m = _tiny_row_max(s, p)
         g = torch.from_numpy(np.negative(log_e, out=log_e))
     z = torch.add(x, g).sub_(torch.from_numpy(m))
     y = torch.softmax(z.div_(p.tau), axis)
     if not hard:
         return y
-    index = s.argmax(axis=axis, keepdims=True)
-    hot = np.equal(axis_positions(s.shape[axis], axis, s.ndim), index).astype(s.dtype)
-    return torch.from_numpy(hot) + (y - y.detach())  # straight-through, exactly ``hot``
+    return torch.from_numpy(_tiny_one_hot(s, axis)) + (y - y.detach())  # exactly the one-hot
 
 
 def eager_sample(
@@ -300,7 +330,7 @@ def eager_sample(
     x, dim = p.x, p.axis
     if noise is None:
         assert source is not None
-        if p.device.type == "cpu" and x.numel() <= TINY_ELEMENTS:
+        if x.is_cpu and x.numel() <= TINY_ELEMENTS:
             if tracks:
                 return tiny_tracked_sample(source, p, hard)
             return torch.from_numpy(tiny_sample(source, p, hard))
@@ -309,7 +339,7 @@ def eager_sample(
     else:
         s = x.detach() + noise
     row_max = s.amax(dim, keepdim=True)
-    if p.device.type == "cpu" and not math.isfinite(row_max.sum(dtype=torch.float64).item()):
+    if x.is_cpu and not math.isfinite(row_max.sum(dtype=torch.float64).item()):
         p.check_rows(row_max, noise is not None)  # raises with the diagnosis
     if not tracks:
         return one_hot(s, dim) if hard else scaled_softmax_(s, row_max, p.tau, dim)
