@@ -270,11 +270,6 @@ def _tiny_one_hot(s: np.ndarray, axis: int) -> np.ndarray:
     return np.equal(axis_positions(s.shape[axis], axis, s.ndim), index).astype(s.dtype)
 
 
-# Overflow and underflow are the right values here (an all -inf row is diagnosed first), and
-# the check's sum of maxima may meet +inf and -inf.
-_QUIET = {"over": "ignore", "under": "ignore", "invalid": "ignore"}
-
-
 def tiny_sample(source: TorchSource, p: Prepared, hard: bool) -> np.ndarray:
     """The generic formula in NumPy on the source's exponentials, for a few hundred elements.
 
@@ -283,7 +278,9 @@ def tiny_sample(source: TorchSource, p: Prepared, hard: bool) -> np.ndarray:
     ``errstate``: every Python-level step costs as much as the arithmetic at this size.
     """
     axis = p.axis
-    with np.errstate(**_QUIET):
+    # Overflow and underflow give the right values here (a row that is all -inf is
+    # diagnosed first), and the check's sum of maxima may add +inf and -inf.
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         s = _tiny_log_e(source, p)
         np.subtract(p.x.numpy(), s, out=s)
         m = _tiny_row_max(s, p)
@@ -306,7 +303,7 @@ def tiny_tracked_sample(source: TorchSource, p: Prepared, hard: bool) -> torch.T
     with ``inspect`` on every call), and memory does not matter at this size.
     """
     x, axis = p.x, p.axis
-    with np.errstate(**_QUIET):
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # as above
         log_e = _tiny_log_e(source, p)
         s = np.subtract(x.detach().numpy(), log_e)
         m = _tiny_row_max(s, p)
