@@ -293,26 +293,26 @@ def tiny_sample(source: TorchSource, p: Prepared, hard: bool) -> np.ndarray:
 
 
 def tiny_tracked_sample(source: TorchSource, p: Prepared, hard: bool) -> torch.Tensor:
-    """Small tensors that need a gradient: noise, row maximum and one-hot in NumPy.
+    """Small tensors that need a gradient: the generic formula in torch operations.
 
-    The soft sample is the generic formula written with torch's differentiable operations,
-    ``softmax(((x + g) - m) / tau)``: ``g`` and ``m`` are constants (NumPy arrays viewed as
-    tensors), the softmax's own maximum is then exactly 0, and autograd runs its C++
-    backward nodes. At a few hundred elements that is cheaper than a Python
+    ``softmax(((x + g) - m) / tau)`` with ``m`` a constant, so autograd runs torch's C++
+    backward nodes: at a few hundred elements that is cheaper than a Python
     ``autograd.Function`` (whose backward is Python, and whose ``apply`` binds arguments
-    with ``inspect`` on every call), and memory does not matter at this size.
+    with ``inspect`` on every call), and cheaper than NumPy here, whose code competes with
+    the backward pass's for the CPU's caches. The generic path's operations, with torch's
+    fused softmax for its last three: equal values up to that kernel's rounding (the one-hot
+    exactly equal).
     """
     x, axis = p.x, p.axis
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # as above
-        log_e = _tiny_log_e(source, p)
-        s = np.subtract(x.detach().numpy(), log_e)
-        m = _tiny_row_max(s, p)
-        g = torch.from_numpy(np.negative(log_e, out=log_e))
-    z = torch.add(x, g).sub_(torch.from_numpy(m))
-    y = torch.softmax(z.div_(p.tau), axis)
+    log_e = source.standard_exponential(tuple(x.shape), p.dtype).log_()  # E in [E_MIN, E_MAX]
+    s = torch.sub(x, log_e)  # x + g, with g = -log E
+    m = s.detach().amax(axis, keepdim=True)
+    if not math.isfinite(m.sum(dtype=torch.float64).item()):
+        p.check_rows(m, False)  # raises with the diagnosis
+    y = torch.softmax(s.sub(m).div_(p.tau), axis)
     if not hard:
         return y
-    return torch.from_numpy(_tiny_one_hot(s, axis)) + (y - y.detach())  # exactly the one-hot
+    return one_hot(s.detach(), axis) + (y - y.detach())  # exactly the one-hot
 
 
 def eager_sample(
