@@ -21,6 +21,8 @@ import numpy as np
 from jax.extend.random import threefry_2x32
 
 from .._noise import exponential_from_words, gumbel_from_exponential
+from .._philox import PhiloxSource, word_dtype
+from .._philox import words as philox_words
 from ._base import Backend, NoiseSource, reinmax_jvp, with_article
 
 if TYPE_CHECKING:
@@ -148,16 +150,87 @@ def sharded_exponential(key: Any, shape: tuple[int, ...], dtype: Any, sharding: 
     return draw(key, shape, dtype)
 
 
+def _philox_noise(
+    parts: tuple[Any, ...],
+    kind: str,
+    shape: tuple[int, ...],
+    shapes: tuple[tuple[int, ...], ...],
+    stream: int,
+    dtype: Any,
+    gumbel: bool,
+) -> Any:
+    """A Philox stream's Exp(1) draws (or Gumbel noise): ``PhiloxSource``'s operations."""
+    part_shapes = (shapes[0], shapes[0], shapes[1], shapes[1])
+    arrays = [jnp.reshape(p, s) for p, s in zip(parts, part_shapes, strict=True)]
+    hi, lo = philox_words(jnp, kind, shape, arrays, list(shapes), stream, None)
+    e = exponential_from_words(jnp, hi, lo, dtype)
+    return gumbel_from_exponential(jnp, e) if gumbel else e
+
+
+# Eagerly, Philox's ten rounds are a hundred primitives, each compiled on its own for every
+# new shape (about 2 s); as one jitted computation, a tenth of that.
+_philox_noise_jit = jax.jit(_philox_noise, static_argnums=(1, 2, 3, 4, 5, 6))
+
+
+class JaxPhiloxSource(PhiloxSource):
+    """A :class:`relaxcat.Philox` key's draws; eagerly on one CPU device, jitted per shape.
+
+    The same operations as :class:`PhiloxSource` (so the same values); under a
+    transformation, on accelerators and for sharded arrays, they are the generic ones.
+    """
+
+    def _jitted(self, shape: tuple[int, ...], dtype: Any, gumbel: bool) -> Any:
+        device = self.device
+        if not isinstance(device, jax.Device) or device.platform != "cpu":
+            return None
+        if _trace_state_clean is not None and not _trace_state_clean():
+            return None
+        parts = self._parts()
+        if any(isinstance(p, jax.core.Tracer) for p in parts):
+            return None
+        from .._philox import category_axis, key_shape
+
+        stream = self.next_stream()
+        shape = tuple(shape)
+        axis = category_axis(self.axis, len(shape))
+        shapes = (
+            key_shape(self.key.seed, shape, axis, "seed"),
+            key_shape(self.key.offset, shape, axis, "offset"),
+        )
+        dtype_w = word_dtype(jnp, self.kind)
+        arrays = tuple(jnp.asarray(p, dtype=dtype_w) for p in parts)
+        return _philox_noise_jit(arrays, self.kind, shape, shapes, stream, dtype, gumbel)
+
+    def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        e = self._jitted(shape, dtype, False)
+        return super().standard_exponential(shape, dtype) if e is None else e
+
+    def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        g = self._jitted(shape, dtype, True)
+        if g is None:
+            return gumbel_from_exponential(jnp, super().standard_exponential(shape, dtype))
+        return g
+
+
 def _fused(x: Any, key: Any, tau: Any, axis: int, hard: bool) -> tuple[Any, Any, Any]:
     """The generic sample as one computation: the same operations in the same order.
 
     ``g = -log(clip(E))`` (:func:`gumbel_from_exponential`) from :func:`exponential` (as
-    ``JaxSource`` draws it), ``s = x + g``, the row maximum, ``softmax((s - m) / tau)``
-    and, for ``hard``, the one-hot of the first maximum joined by the straight-through
-    bracket. Returns ``(y, m, all(isfinite(m)))``:
-    the caller diagnoses rows that are not finite, as the generic path does.
+    ``JaxSource`` draws it), then :func:`_sample_from_noise`.
     """
-    g = gumbel_from_exponential(jnp, exponential(key, x.shape, x.dtype))
+    return _sample_from_noise(
+        x, gumbel_from_exponential(jnp, exponential(key, x.shape, x.dtype)), tau, axis, hard
+    )
+
+
+def _sample_from_noise(x: Any, g: Any, tau: Any, axis: int, hard: bool) -> tuple[Any, Any, Any]:
+    """The generic sample from the noise ``g``: the same operations in the same order.
+
+    ``s = x + g``, the row maximum, ``softmax((s - m) / tau)`` and, for ``hard``, the one-hot
+    of the first maximum joined by the straight-through bracket. Returns ``(y, m,
+    all(isfinite(m)))``: the caller diagnoses rows that are not finite, as the generic path
+    does.
+    """
     s = x + g
     m = jnp.max(s, axis=axis, keepdims=True)
     e = jnp.exp((s - m) / tau)
@@ -175,6 +248,7 @@ def _fused(x: Any, key: Any, tau: Any, axis: int, hard: bool) -> tuple[Any, Any,
 # Eagerly, a call would compile and dispatch each primitive on its own for every new shape;
 # as one jitted computation it is compiled once per shape and runs as one.
 _fused_jit = jax.jit(_fused, static_argnums=(3, 4))
+_from_noise_jit = jax.jit(_sample_from_noise, static_argnums=(3, 4))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
@@ -211,7 +285,7 @@ class JaxBackend(Backend):
         # noise is computed where JAX puts it and combines with the sharded logits.
         if not isinstance(device, jax.Device):
             device = None
-        return super().philox_source(key, device, axis)
+        return JaxPhiloxSource(self, key, device, axis)
 
     def device(self, x: Any) -> Any:
         if isinstance(x, jax.core.Tracer):
@@ -286,16 +360,20 @@ class JaxBackend(Backend):
         if (
             noise is not None
             or type(p.tau) is not float
-            or not isinstance(source, JaxSource)
+            or not isinstance(source, (JaxSource, JaxPhiloxSource))
             or isinstance(x, jax.core.Tracer)
             or (_trace_state_clean is not None and not _trace_state_clean())
             or not isinstance(p.device, jax.Device)
             or p.device.platform != "cpu"
         ):
             return None
-        key = jax.random.fold_in(source.key, source.count)  # as JaxSource draws
-        source.count += 1
-        y, m, finite = _fused_jit(x, key, p.tau, p.axis % x.ndim, hard)
+        if isinstance(source, JaxPhiloxSource):  # the noise jitted on its own (per key shape)
+            g = source.standard_gumbel(tuple(x.shape), x.dtype)
+            y, m, finite = _from_noise_jit(x, g, p.tau, p.axis % x.ndim, hard)
+        else:
+            key = jax.random.fold_in(source.key, source.count)  # as JaxSource draws
+            source.count += 1
+            y, m, finite = _fused_jit(x, key, p.tau, p.axis % x.ndim, hard)
         if not bool(finite):
             p.check_rows(m, False)  # raises with the diagnosis
         return y
