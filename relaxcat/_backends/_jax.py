@@ -226,23 +226,23 @@ def _fused(x: Any, key: Any, tau: Any, axis: int, hard: bool) -> tuple[Any, Any,
 def _sample_from_noise(x: Any, g: Any, tau: Any, axis: int, hard: bool) -> tuple[Any, Any, Any]:
     """The generic sample from the noise ``g``: the same operations in the same order.
 
-    ``s = x + g``, the row maximum, ``softmax((s - m) / tau)`` and, for ``hard``, the one-hot
-    of the first maximum joined by the straight-through bracket. Returns ``(y, m,
-    all(isfinite(m)))``: the caller diagnoses rows that are not finite, as the generic path
-    does.
+    ``s = x + g``, the row maximum, then ``softmax((s - m) / tau)`` or, for ``hard``, the
+    one-hot of the first maximum. Only eager calls outside any transformation get here, so
+    nothing can differentiate the result: as the generic path does when no gradient is
+    needed, the hard sample leaves out the soft sample (its straight-through bracket adds
+    exactly 0). Returns ``(y, m, all(isfinite(m)))``: the caller diagnoses rows that are not
+    finite, as the generic path does.
     """
     s = x + g
     m = jnp.max(s, axis=axis, keepdims=True)
-    e = jnp.exp((s - m) / tau)
-    y = e / jnp.sum(e, axis=axis, keepdims=True)
     if hard:
         index = jnp.argmax(s, axis=axis, keepdims=True)
         shape = [1] * s.ndim
         shape[axis] = s.shape[axis]
         positions = jnp.reshape(jnp.arange(s.shape[axis], dtype=index.dtype), tuple(shape))
-        hot = (positions == index).astype(x.dtype)
-        y = hot + (y - jax.lax.stop_gradient(y))
-    return y, m, jnp.all(jnp.isfinite(m))
+        return (positions == index).astype(x.dtype), m, jnp.all(jnp.isfinite(m))
+    e = jnp.exp((s - m) / tau)
+    return e / jnp.sum(e, axis=axis, keepdims=True), m, jnp.all(jnp.isfinite(m))
 
 
 # Eagerly, a call would compile and dispatch each primitive on its own for every new shape;
