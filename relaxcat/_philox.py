@@ -367,15 +367,19 @@ class PhiloxSource:
         hi, lo = self.words(shape)
         return exponential_from_words(self.xp, hi, lo, dtype)
 
+    def key_shapes(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The shapes of the seed and of the offset, laid out for an array of ``shape``."""
+        axis = category_axis(self.axis, len(shape))
+        return (
+            key_shape(self.key.seed, shape, axis, "seed"),
+            key_shape(self.key.offset, shape, axis, "offset"),
+        )
+
     def words(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
         """The ``(hi, lo)`` words of the next stream for an array of ``shape``."""
         stream = self.next_stream()
         shape = tuple(shape)
-        axis = category_axis(self.axis, len(shape))
-        shapes = [
-            key_shape(self.key.seed, shape, axis, "seed"),
-            key_shape(self.key.offset, shape, axis, "offset"),
-        ]
+        shapes = list(self.key_shapes(shape))
         part_shapes = [shapes[0], shapes[0], shapes[1], shapes[1]]
         parts = [
             p if isinstance(p, int) else self.xp.reshape(p, s)

@@ -188,15 +188,9 @@ class JaxPhiloxSource(PhiloxSource):
         parts = self._parts()
         if any(isinstance(p, jax.core.Tracer) for p in parts):
             return None
-        from .._philox import category_axis, key_shape
-
         stream = self.next_stream()
         shape = tuple(shape)
-        axis = category_axis(self.axis, len(shape))
-        shapes = (
-            key_shape(self.key.seed, shape, axis, "seed"),
-            key_shape(self.key.offset, shape, axis, "offset"),
-        )
+        shapes = self.key_shapes(shape)
         dtype_w = word_dtype(jnp, self.kind)
         arrays = tuple(jnp.asarray(p, dtype=dtype_w) for p in parts)
         return _philox_noise_jit(arrays, self.kind, shape, shapes, stream, dtype, gumbel)
