@@ -56,6 +56,36 @@ def test_fast_equals_generic_given_noise(bk, dtype, axis, tau):
     np.testing.assert_array_equal(bk.to_numpy(hard), bk.to_numpy(hard_generic))
 
 
+@pytest.mark.parametrize("axis", [-1, 0])
+@pytest.mark.parametrize(
+    "tracked", [False, pytest.param(True, id="tracked", marks=pytest.mark.backends("torch"))]
+)
+def test_hard_sample_ties_go_to_the_first_index_on_every_path(bk, axis, tracked):
+    # Rows whose maximum appears two or three times, among rows without a tie: the one-hot
+    # is at the first maximum, as the generic argmax gives. torch's CPU kernels find the
+    # maxima by comparing with the row maximum, so they must resolve ties the same way.
+    rng = np.random.default_rng(11)
+    logits = rng.normal(size=(300, 40)).astype(np.float32)
+    noise = rng.gumbel(size=logits.shape).astype(np.float32)
+    ties = {0: [3, 17], 5: [0, 39], 7: [1, 2, 30], 299: [38, 39]}
+    for row, cols in ties.items():
+        logits[row, cols] = 30.0  # above every other x + g of the row: P(g > 25) < 1e-10
+        noise[row, cols] = 0.0  # so x + g is exactly 30 at each tied entry
+    expected = np.zeros_like(logits)
+    expected[np.arange(300), np.argmax(logits + noise, axis=1)] = 1.0
+    assert all(expected[row, cols[0]] == 1.0 for row, cols in ties.items())
+    if axis == 0:
+        logits, noise, expected = logits.T.copy(), noise.T.copy(), expected.T.copy()
+    x, g = bk.asarray(logits, "float32"), bk.asarray(noise, "float32")
+    if tracked:
+        x.requires_grad_(True)
+    fast, generic = both_ways(
+        lambda: relaxcat.gumbel_softmax(x, 0.5, hard=True, axis=axis, noise=g)
+    )
+    np.testing.assert_array_equal(bk.to_numpy(fast), expected)
+    np.testing.assert_array_equal(bk.to_numpy(generic), expected)
+
+
 @pytest.mark.parametrize("shape", [(3, 10), (50, 40), (300, 4000)])
 @pytest.mark.parametrize("hard", [False, True])
 def test_fast_equals_generic_given_seed(bk, shape, hard):

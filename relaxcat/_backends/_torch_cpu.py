@@ -162,9 +162,38 @@ def scaled_softmax_(s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int
     return s.div_(s.sum(dim, keepdim=True))
 
 
-def one_hot(s: torch.Tensor, dim: int) -> torch.Tensor:
+def one_hot(s: torch.Tensor, dim: int, row_max: torch.Tensor | None = None) -> torch.Tensor:
+    """The exact one-hot of the first maximum of ``s`` along ``dim`` (the generic argmax).
+
+    Given the row maxima on the CPU, the one-hot is ``s == row_max``, written into a new
+    float tensor, unless a row holds its maximum twice: then, as for a tensor on another
+    device, the first index of ``argmax``. torch's CPU ``argmax`` is a scalar loop, several
+    times slower than the vectorised comparison and the count of the ones.
+    """
+    if row_max is not None and s.is_cpu:
+        return _first_ones_(torch.eq(s, row_max, out=torch.empty_like(s)), dim)
     index = s.argmax(dim, keepdim=True)  # ties: the first index
     return torch.zeros_like(s).scatter_(dim, index, 1.0)
+
+
+def one_hot_(s: torch.Tensor, dim: int, row_max: torch.Tensor) -> torch.Tensor:
+    """:func:`one_hot` written over ``s`` (CPU): ``s == row_max`` in place, ties resolved."""
+    return _first_ones_(s.eq_(row_max), dim)
+
+
+def _first_ones_(hot: torch.Tensor, dim: int) -> torch.Tensor:
+    """``hot`` (1 at every maximum of a row) with only the first 1 of each row kept.
+
+    A row holds its maximum twice only when two of its values round to the same number
+    (rare, but not impossible in float32 with many categories): the count of ones then
+    exceeds the number of rows, and ``argmax`` of ``hot``, whose maxima are its 1s, gives
+    the first.
+    """
+    rows = hot.numel() // hot.shape[dim]  # the category axis is not empty
+    if int(torch.count_nonzero(hot)) == rows:
+        return hot
+    index = hot.argmax(dim, keepdim=True)
+    return hot.zero_().scatter_(dim, index, 1.0)
 
 
 def softmax_vjp(y: torch.Tensor, grad: torch.Tensor, tau: float, dim: int) -> torch.Tensor:
@@ -219,7 +248,7 @@ class HardSample(torch.autograd.Function):
     def forward(
         x: torch.Tensor, s: torch.Tensor, row_max: torch.Tensor, tau: float, dim: int
     ) -> Any:
-        hot = one_hot(s, dim)
+        hot = one_hot(s, dim, row_max)
         return hot, scaled_softmax_(s, row_max, tau, dim)
 
     @staticmethod
@@ -339,7 +368,9 @@ def eager_sample(
     if x.is_cpu and not math.isfinite(row_max.sum(dtype=torch.float64).item()):
         p.check_rows(row_max, noise is not None)  # raises with the diagnosis
     if not tracks:
-        return one_hot(s, dim) if hard else scaled_softmax_(s, row_max, p.tau, dim)
+        if hard:
+            return one_hot_(s, dim, row_max) if x.is_cpu else one_hot(s, dim)
+        return scaled_softmax_(s, row_max, p.tau, dim)
     if hard:
         return HardSample.apply(x, s, row_max, p.tau, dim)[0]
     return SoftSample.apply(x, s, row_max, p.tau, dim)
