@@ -36,7 +36,6 @@ import numpy as np
 
 from ._backends import Array, Backend
 from ._core import Prepared, straight_through
-from ._philox import is_philox_source
 from ._validation import NO_TAU, check_enough_unmasked, check_k, check_logits_rows
 
 __all__ = ["ksubset_marginals", "simple_ksubset"]
@@ -161,18 +160,34 @@ def _marginals(backend: Backend, k: int, x: Array) -> Array:
     return xp.exp(log_mu[..., :n, 0])
 
 
-def _sample(backend: Backend, k: int, x: Array, noise: list[Array]) -> Array:
+def _noise_shapes(n: int, k: int) -> list[tuple[int, int]]:
+    """``(groups, width)`` of each level's noise, leaves first, for ``n`` items (a power of 2).
+
+    Level ``l`` has ``n / 2**(l + 1)`` nodes that split a count between two children,
+    each choosing among ``min(items below a child, k) + 1`` counts.
+    """
+    sizes = _sizes(n, k)
+    return [(n >> (level + 1), sizes[level]) for level in range(len(sizes) - 1)]
+
+
+def _sample(backend: Backend, k: int, x: Array, noise: Array) -> Array:
     """An exact k-hot draw (items on the last axis), walking down the inside tables.
 
-    ``noise[level]`` is standard Gumbel noise of shape ``(*batch, G / 2, m)`` for the
-    children at ``level`` (leaves at 0): a node with ``c`` items to choose sends
-    ``argmax_t(I_left[t] + I_right[c - t] + g_t)`` of them to its left child.
+    ``noise`` is standard Gumbel noise of shape ``(*batch, N)``: level ``l`` (leaves at 0)
+    takes the next ``G * m`` entries of each row, laid out ``(G, m)``, for the
+    ``(G, m) = _noise_shapes(...)[l]`` of its nodes; a node with ``c`` items to choose
+    sends ``argmax_t(I_left[t] + I_right[c - t] + g_t)`` of them to its left child.
     """
     xp = backend.xp
     x = backend.stop_gradient(x)
     n = x.shape[-1]
     device = _dev(x)
     tables = _inside(backend, k, _padded(backend, x), device)
+    levels, start = [], 0
+    for groups, width in _noise_shapes(tables[0].shape[-2], k):
+        part = noise[..., start : start + groups * width]
+        levels.append(xp.reshape(part, (*tuple(part.shape[:-1]), groups, width)))
+        start += groups * width
     count = xp.full_like(tables[-1][..., 0], float(k))  # (*batch, 1)
     for level in range(len(tables) - 2, -1, -1):
         left, right = _pairs(xp, tables[level])
@@ -181,7 +196,7 @@ def _sample(backend: Backend, k: int, x: Array, noise: list[Array]) -> Array:
         j = xp.asarray(np.arange(m_parent), dtype=x.dtype, device=device)
         chosen = j == count[..., None, None]
         scores = left + xp.sum(xp.where(chosen, spread, 0.0), axis=-1)
-        t = xp.astype(xp.argmax(scores + noise[level], axis=-1), x.dtype)
+        t = xp.astype(xp.argmax(scores + levels[level], axis=-1), x.dtype)
         parent, _ = _to_children(backend, tables[level], device)
         is_left = xp.asarray(np.arange(2 * t.shape[-1]) < t.shape[-1], device=device)
         axis = t.ndim - 1
@@ -254,18 +269,6 @@ def ksubset_marginals(logits: Array, k: int, /, *, axis: int = -1) -> Array:
     return p.out(xp.moveaxis(mu, -1, p.axis))
 
 
-def _draw(p: Any, source: Any, shape: tuple[int, ...]) -> Any:
-    """A level's noise of ``shape`` (``(*batch, groups, width)``).
-
-    A :class:`relaxcat.Philox` key draws a row's groups as one trailing axis, so that
-    per-row seeds line up with the batch.
-    """
-    if is_philox_source(source):
-        flat = p.draw(source, (*shape[:-2], shape[-2] * shape[-1]))
-        return p.xp.reshape(flat, shape)
-    return p.draw(source, shape)
-
-
 def simple_ksubset(logits: Array, k: int, /, *, axis: int = -1, rng: Any = None) -> Array:
     r"""Draw an exact k-hot sample with SIMPLE's gradient (Ahmed et al., ICLR 2023).
 
@@ -314,11 +317,10 @@ def simple_ksubset(logits: Array, k: int, /, *, axis: int = -1, rng: Any = None)
     The program runs on a binary tree over the items, ``log2 n`` levels of a few array
     operations each (inside tables up, a Gumbel-max split of the count down; the
     marginals add an outside pass), so it works under ``jax.jit``, ``jax.grad`` and in a
-    lazy Dask graph. JAX compiles it once per shape (eager calls too): on a 2-core CPU,
-    about 10 s for ``n = 100`` and 15-40 s for ``n = 1000`` (more with ``jax.grad``),
-    then milliseconds per call.
-    The noise is one standard-Gumbel array per level, of shape
-    ``(*batch, groups, min(items below, k) + 1)``, drawn from ``rng`` in that order.
+    lazy Dask graph. JAX compiles it once per shape (eager calls too), then takes
+    milliseconds per call.
+    The noise is one standard-Gumbel draw from ``rng`` of shape ``(*batch, N)``: for each
+    level, leaves first, the next ``groups * (min(items below, k) + 1)`` entries of a row.
 
     Examples
     --------
@@ -329,8 +331,11 @@ def simple_ksubset(logits: Array, k: int, /, *, axis: int = -1, rng: Any = None)
     >>> z.sum(axis=-1)
     array([2.])
     >>> draws = relaxcat.simple_ksubset(np.broadcast_to(logits, (20_000, 5)), 2, rng=1)
-    >>> np.round(draws.mean(axis=0), 2)  # the conditional marginals
-    array([0.22, 0.53, 0.09, 0.8 , 0.36])
+    >>> mu = relaxcat.ksubset_marginals(logits, 2)  # the conditional marginals
+    >>> np.round(mu, 2)
+    array([[0.23, 0.53, 0.09, 0.8 , 0.36]])
+    >>> bool(np.abs(draws.mean(axis=0) - mu).max() < 0.02)  # standard errors: <= 0.0035
+    True
 
     """
     p, k = _prepare(logits, k, axis)
@@ -339,14 +344,21 @@ def simple_ksubset(logits: Array, k: int, /, *, axis: int = -1, rng: Any = None)
     batch = tuple(x.shape[:-1])
     size = 1 << max(0, (x.shape[-1] - 1).bit_length())
     source = p.backend.noise_source(rng, p.device, -1)  # the items are last in x
-    sizes = _sizes(size, k)
-    noise = [
-        _draw(p, source, (*batch, size >> (level + 1), sizes[level]))
-        for level in range(len(sizes) - 1)
-    ]
+    # One draw for every level: one noise computation per shape (eager JAX compiles each).
+    total = sum(groups * width for groups, width in _noise_shapes(size, k))
+    noise = p.draw(source, (*batch, total))
     with backend.errstate():
-        hot = backend.compiled(_sample, (0, 1))(backend, k, x, noise)
         if p.gradient_needed():
-            mu = backend.compiled(_marginals, (0, 1))(backend, k, x)
-            hot = straight_through(backend, hot, mu)
+            hot = backend.compiled(_sample_with_gradient, (0, 1))(backend, k, x, noise)
+        else:
+            hot = backend.compiled(_sample, (0, 1))(backend, k, x, noise)
     return p.out(xp.moveaxis(hot, -1, p.axis))
+
+
+def _sample_with_gradient(backend: Backend, k: int, x: Array, noise: Array) -> Array:
+    """The k-hot draw with the marginals' gradient: one computation for ``compiled``.
+
+    On JAX one compilation instead of two, which took a third longer (figures in
+    ``docs/distributions.md``).
+    """
+    return straight_through(backend, _sample(backend, k, x, noise), _marginals(backend, k, x))
