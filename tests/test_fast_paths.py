@@ -186,15 +186,15 @@ def test_torch_block_rng_is_reproducible_and_thread_independent(bk):
     torch.manual_seed(0)
     b = relaxcat.gumbel_noise(x)
     assert torch.equal(a, b)
-    old_pool, old_threads = mod._pool, torch.get_num_threads()
+    old_pool, old_threads = mod.POOL.executor, torch.get_num_threads()
     try:
-        mod._pool = None
+        mod.POOL.executor = None  # the next draw starts a pool of one thread
         torch.set_num_threads(1)
         torch.manual_seed(0)
         c = relaxcat.gumbel_noise(x)
     finally:
         torch.set_num_threads(old_threads)
-        mod._pool = old_pool
+        mod.POOL.executor = old_pool
     assert torch.equal(a, c)
     gen = torch.Generator().manual_seed(1)
     d, e = relaxcat.gumbel_noise(x, rng=gen), relaxcat.gumbel_noise(x, rng=gen)
@@ -260,7 +260,7 @@ def _child_draw(queue):
     u, index, tail = _torch_cpu._uniform_blocks((_torch_cpu.PARALLEL_MIN + 1,), torch.float32, 5)
     e = -np.log(u.numpy().astype(np.float64))
     e[index] = tail
-    queue.put((_torch_cpu._pool is not None, float(e.mean()), tail.size / index.size))
+    queue.put((_torch_cpu.POOL.executor is not None, float(e.mean()), tail.size / index.size))
 
 
 @pytest.mark.backends("torch")

@@ -19,8 +19,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -38,6 +36,7 @@ from .._philox import (
     key_shape,
     position_dims,
 )
+from ._threads import LazyPool
 
 #: counters per block: 8192 counters (16384 elements) of a few uint64/uint32 buffers
 _BLOCK = 8192
@@ -46,36 +45,14 @@ _LITTLE = sys.byteorder == "little"
 #: loops); every block is a pure function of its positions, so the values do not depend on
 #: the number of threads
 PARALLEL_MIN = 1 << 17
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 
 
-def _thread_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                workers = max(
-                    1,
-                    min(
-                        8,
-                        len(os.sched_getaffinity(0))
-                        if hasattr(os, "sched_getaffinity")
-                        else (os.cpu_count() or 1),
-                    ),
-                )
-                _pool = ThreadPoolExecutor(
-                    max_workers=workers, thread_name_prefix="relaxcat-philox"
-                )
-    return _pool
+def _workers() -> int:
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return min(8, len(cpus) if cpus is not None else (os.cpu_count() or 1))
 
 
-def _forget_pool() -> None:  # a forked child has no worker threads
-    global _pool
-    _pool = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+POOL = LazyPool(_workers, "relaxcat-philox")
 
 
 class NumpyPhiloxSource(PhiloxSource):
@@ -186,7 +163,7 @@ def gumbel_rows(out: np.ndarray, parts: list[Any], stream: int, start: int = 0) 
         for task in tasks:
             fill(task)
     else:
-        list(_thread_pool().map(fill, tasks))
+        list(POOL.get().map(fill, tasks))
 
 
 def _block_words(

@@ -16,9 +16,6 @@ which calls :func:`eager_sample` only for eager, untransformed tensors and a Pyt
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +23,7 @@ import torch
 
 from .._noise import E_MIN, U_MIN
 from ._numpy import axis_positions
+from ._threads import LazyPool
 
 if TYPE_CHECKING:
     from .._core import Prepared
@@ -40,27 +38,7 @@ if TYPE_CHECKING:
 # depend on the number of threads.
 _BLOCK = 1 << 19
 PARALLEL_MIN = 2 * _BLOCK
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _thread_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(
-                    max_workers=max(1, torch.get_num_threads()), thread_name_prefix="relaxcat"
-                )
-    return _pool
-
-
-def _forget_pool() -> None:  # a forked child has no worker threads
-    global _pool
-    _pool = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+POOL = LazyPool(torch.get_num_threads, "relaxcat")
 
 
 #: Uniforms below this or at least ``1 - _TAIL`` are redrawn at 53-bit resolution.
@@ -135,7 +113,7 @@ def _uniform_blocks(
         index, e = _fill_block(flat[i * _BLOCK : (i + 1) * _BLOCK], children[i])
         return index + i * _BLOCK, e
 
-    parts = list(_thread_pool().map(fill, range(n_blocks)))
+    parts = list(POOL.get().map(fill, range(n_blocks)))
     index = np.concatenate([part[0] for part in parts])
     return u, index, np.concatenate([part[1] for part in parts])
 
