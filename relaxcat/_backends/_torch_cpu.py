@@ -146,7 +146,7 @@ def one_hot(s: torch.Tensor, dim: int, row_max: torch.Tensor | None = None) -> t
     Given the row maxima on the CPU, the one-hot is ``s == row_max``, written into a new
     float tensor, unless a row holds its maximum twice: then, as for a tensor on another
     device, the first index of ``argmax``. torch's CPU ``argmax`` is a scalar loop, several
-    times slower than the vectorised comparison and the count of the ones.
+    times slower than the vectorised comparison and the row sums that look for ties.
     """
     if row_max is not None and s.is_cpu:
         return _first_ones_(torch.eq(s, row_max, out=torch.empty_like(s)), dim)
