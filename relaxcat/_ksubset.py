@@ -136,12 +136,13 @@ def _dev(x: Array) -> Any:
     return device(x)
 
 
-def _marginals(backend: Backend, k: int, x: Array) -> Array:
-    """``P(item i chosen | k chosen)`` along the last axis of ``x``."""
+def _marginals(backend: Backend, k: int, x: Array, tables: list[Array] | None = None) -> Array:
+    """``P(item i chosen | k chosen)`` along the last axis of ``x`` (``tables``: x's inside)."""
     xp = backend.xp
     n = x.shape[-1]
     device = _dev(x)
-    tables = _inside(backend, k, _padded(backend, x), device)
+    if tables is None:
+        tables = _inside(backend, k, _padded(backend, x), device)
     root = tables[-1]  # (*batch, 1, k + 1)
     log_z = root[..., k : k + 1]
     top = xp.asarray(np.where(np.arange(k + 1) == k, 0.0, -INF), dtype=x.dtype, device=device)
@@ -170,19 +171,22 @@ def _noise_shapes(n: int, k: int) -> list[tuple[int, int]]:
     return [(n >> (level + 1), sizes[level]) for level in range(len(sizes) - 1)]
 
 
-def _sample(backend: Backend, k: int, x: Array, noise: Array) -> Array:
+def _sample(
+    backend: Backend, k: int, x: Array, noise: Array, tables: list[Array] | None = None
+) -> Array:
     """An exact k-hot draw (items on the last axis), walking down the inside tables.
 
     ``noise`` is standard Gumbel noise of shape ``(*batch, N)``: level ``l`` (leaves at 0)
     takes the next ``G * m`` entries of each row, laid out ``(G, m)``, for the
     ``(G, m) = _noise_shapes(...)[l]`` of its nodes; a node with ``c`` items to choose
     sends ``argmax_t(I_left[t] + I_right[c - t] + g_t)`` of them to its left child.
+    ``tables``: the inside tables of ``x`` without a gradient, if already computed.
     """
     xp = backend.xp
-    x = backend.stop_gradient(x)
     n = x.shape[-1]
     device = _dev(x)
-    tables = _inside(backend, k, _padded(backend, x), device)
+    if tables is None:
+        tables = _inside(backend, k, _padded(backend, backend.stop_gradient(x)), device)
     levels, start = [], 0
     for groups, width in _noise_shapes(tables[0].shape[-2], k):
         part = noise[..., start : start + groups * width]
@@ -358,7 +362,10 @@ def simple_ksubset(logits: Array, k: int, /, *, axis: int = -1, rng: Any = None)
 def _sample_with_gradient(backend: Backend, k: int, x: Array, noise: Array) -> Array:
     """The k-hot draw with the marginals' gradient: one computation for ``compiled``.
 
+    The inside tables are computed once for both (the draw walks them without a gradient).
     On JAX one compilation instead of two, which took a third longer (figures in
     ``docs/distributions.md``).
     """
-    return straight_through(backend, _sample(backend, k, x, noise), _marginals(backend, k, x))
+    tables = _inside(backend, k, _padded(backend, x), _dev(x))
+    hot = _sample(backend, k, x, noise, [backend.stop_gradient(t) for t in tables])
+    return straight_through(backend, hot, _marginals(backend, k, x, tables))
