@@ -155,8 +155,8 @@ def one_hot(s: torch.Tensor, dim: int, row_max: torch.Tensor | None = None) -> t
 
 
 def one_hot_(s: torch.Tensor, dim: int, row_max: torch.Tensor) -> torch.Tensor:
-    """:func:`one_hot` written over ``s`` (CPU): ``s == row_max`` in place, ties resolved."""
-    return _first_ones_(s.eq_(row_max), dim)
+    """:func:`one_hot`, written over ``s`` on the CPU (``s == row_max`` in place)."""
+    return _first_ones_(s.eq_(row_max), dim) if s.is_cpu else one_hot(s, dim)
 
 
 def _first_ones_(hot: torch.Tensor, dim: int) -> torch.Tensor:
@@ -346,9 +346,7 @@ def eager_sample(
     if x.is_cpu and not math.isfinite(row_max.sum(dtype=torch.float64).item()):
         p.check_rows(row_max, noise is not None)  # raises with the diagnosis
     if not tracks:
-        if hard:
-            return one_hot_(s, dim, row_max) if x.is_cpu else one_hot(s, dim)
-        return scaled_softmax_(s, row_max, p.tau, dim)
+        return one_hot_(s, dim, row_max) if hard else scaled_softmax_(s, row_max, p.tau, dim)
     if hard:
         return HardSample.apply(x, s, row_max, p.tau, dim)[0]
     return SoftSample.apply(x, s, row_max, p.tau, dim)
