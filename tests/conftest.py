@@ -188,6 +188,25 @@ def grad_of_tau(bk: Harness, f: Any, w: np.ndarray, tau: float = 0.7) -> np.ndar
     return bk.to_numpy(bk.jax.grad(lambda t: (f(t) * weights).sum())(bk.asarray([[tau]])))
 
 
+def result_of_forked_child(target: Any) -> Any:
+    """Run ``target(queue)`` in a forked child; assert it exits within 60 s; return its put.
+
+    What the child puts must be small: a child does not exit before its queue's data has
+    gone through the pipe (64 KiB), and the parent reads only after the exit.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(queue,))
+    proc.start()
+    proc.join(timeout=60)
+    if proc.exitcode is None:
+        proc.kill()
+    assert proc.exitcode == 0, "the forked child hung (a stale thread pool) or failed"
+    return queue.get(timeout=5)
+
+
 def _params() -> list[Any]:
     params = []
     for name in KNOWN:

@@ -6,7 +6,6 @@ same call both ways. Backends without a fast path pass trivially (the two runs c
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import tracemalloc
 
@@ -16,7 +15,7 @@ from scipy import stats
 
 import relaxcat
 import relaxcat._core as core
-from tests.conftest import HALF
+from tests.conftest import HALF, result_of_forked_child
 
 
 def both_ways(f):
@@ -269,15 +268,7 @@ def _child_draw(queue):
 def test_torch_block_rng_works_in_a_forked_child(bk):
     torch = bk.lib
     relaxcat.gumbel_noise(torch.zeros(_torch_blocks().PARALLEL_MIN), rng=0)  # pool started
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child_draw, args=(queue,))
-    proc.start()
-    proc.join(timeout=60)
-    if proc.exitcode is None:
-        proc.kill()
-    assert proc.exitcode == 0, "the forked child hung (a stale thread pool) or failed"
-    started, mean, ratio = queue.get(timeout=5)
+    started, mean, ratio = result_of_forked_child(_child_draw)
     assert started
     assert abs(mean - 1.0) < 0.01
     assert ratio == 1.0

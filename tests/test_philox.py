@@ -20,6 +20,7 @@ from scipy import stats
 import relaxcat
 from relaxcat._backends import backend_of
 from relaxcat._philox import philox4x32
+from tests.conftest import result_of_forked_child
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -507,26 +508,16 @@ def test_dask_gumbel_blocks_equal_the_generic_path(name, chunks):
 
 def _philox_child(queue):  # runs in a forked child: the parent's pool threads are gone
     g = relaxcat.gumbel_noise(np.zeros((300, 1000), np.float32), rng=relaxcat.Philox(7))
-    queue.put(hashlib.sha256(g.tobytes()).hexdigest())  # small: a pipe holds 64 KiB
+    queue.put(hashlib.sha256(g.tobytes()).hexdigest())  # small (see result_of_forked_child)
 
 
 @pytest.mark.backends("numpy")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
 def test_numpy_philox_threads_work_in_a_forked_child(bk):
     # 300000 elements: above the threshold from which the blocks are filled by the pool.
-    import multiprocessing
-
     from relaxcat._backends import _numpy_philox
 
     assert _numpy_philox.PARALLEL_MIN <= 300 * 1000
     parent = relaxcat.gumbel_noise(np.zeros((300, 1000), np.float32), rng=relaxcat.Philox(7))
     assert _numpy_philox.POOL.executor is not None  # started in the parent
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_philox_child, args=(queue,))
-    proc.start()
-    proc.join(timeout=60)
-    if proc.exitcode is None:
-        proc.kill()
-    assert proc.exitcode == 0, "the forked child hung (a stale thread pool) or failed"
-    assert queue.get(timeout=5) == hashlib.sha256(parent.tobytes()).hexdigest()
+    assert result_of_forked_child(_philox_child) == hashlib.sha256(parent.tobytes()).hexdigest()
