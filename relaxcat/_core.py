@@ -466,15 +466,31 @@ def generic_gumbel_softmax(
         assert source is not None
         noise = p.draw(source)
     s = p.x + noise
-    soft_needed = not hard or p.gradient_needed()
+    soft_needed = not hard or p.gradient_needed()  # else no gradient to carry: one-hot only
+    m = None
     with backend.errstate():
-        if soft_needed or backend.values_readable(s):
+        if backend.values_readable(s):  # rows without a sample raise before any math runs
             m = xp.max(s, axis=p.axis, keepdims=True)
             p.check_rows(m, noise_given)
-        hot = one_hot_argmax(backend, s, p.axis, p.dtype, p.device) if hard else None
-        if not soft_needed:
-            return p.out(hot)  # no gradient to carry: the soft sample is not needed
-        y = scaled_softmax(xp, s, m, p.tau, p.axis)
-    if hot is not None:
-        y = straight_through(backend, hot, y)
+        # One computation (JAX compiles it once per shape, also under an eager jax.grad).
+        static = (backend, p.axis, hard, soft_needed, p.device)
+        y = backend.compiled(_sample_from_sum, (0, 1, 2, 3, 4))(*static, s, m, p.tau)
     return p.out(y)
+
+
+def _sample_from_sum(
+    backend: Backend, axis: int, hard: bool, soft: bool, device: Any, s: Array, m: Any, tau: Any
+) -> Array:
+    """The sample from ``s = logits + noise``: the one-hot and/or ``softmax(s / tau)``.
+
+    ``m`` is the row maximum of ``s`` if the caller has it (else None); ``soft`` says
+    whether the soft sample is needed (for ``hard``, its straight-through gradient).
+    """
+    xp = backend.xp
+    hot = one_hot_argmax(backend, s, axis, s.dtype, device) if hard else None
+    if not soft:
+        return hot
+    if m is None:
+        m = xp.max(s, axis=axis, keepdims=True)
+    y = scaled_softmax(xp, s, m, tau, axis)
+    return y if hot is None else straight_through(backend, hot, y)

@@ -119,22 +119,40 @@ class JaxSource:
         self.device = device
 
     def standard_exponential(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self._draw(shape, dtype, False)
+
+    def standard_gumbel(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """``gumbel_from_exponential`` of the next exponential draw, computed with it.
+
+        Eagerly, the clamp, log and negation would each be compiled on their own for every
+        new shape; here they are part of the draw's one computation (the same values).
+        """
+        return self._draw(shape, dtype, True)
+
+    def _draw(self, shape: tuple[int, ...], dtype: Any, gumbel: bool) -> Any:
         key = jax.random.fold_in(self.key, self.count)
         self.count += 1
         if isinstance(self.device, jax.sharding.Sharding) and not isinstance(key, jax.core.Tracer):
-            return sharded_exponential(key, shape, dtype, self.device)
-        draws = _exponential(key, shape, dtype)
+            return sharded_exponential(key, shape, dtype, self.device, gumbel)
+        draws = _exponential(key, shape, dtype, gumbel)
         if isinstance(self.device, jax.Device) and not isinstance(draws, jax.core.Tracer):
             draws = jax.device_put(draws, self.device)
         return draws
 
 
-_exponential = jax.jit(exponential, static_argnums=(1, 2))
+def _exponential_or_gumbel(key: Any, shape: tuple[int, ...], dtype: Any, gumbel: bool) -> Any:
+    e = exponential(key, shape, dtype)
+    return gumbel_from_exponential(jnp, e) if gumbel else e
+
+
+_exponential = jax.jit(_exponential_or_gumbel, static_argnums=(1, 2, 3))
 _exponential_by_sharding: dict[Any, Callable[..., Any]] = {}
 
 
-def sharded_exponential(key: Any, shape: tuple[int, ...], dtype: Any, sharding: Any) -> Any:
-    """Exp(1) draws laid out with ``sharding``, each device generating its own block.
+def sharded_exponential(
+    key: Any, shape: tuple[int, ...], dtype: Any, sharding: Any, gumbel: bool = False
+) -> Any:
+    """Exp(1) draws (or their Gumbel noise) laid out with ``sharding``, one block a device.
 
     A shape that the sharding cannot split (the ``(samples, *shape)`` draws of Gumbel-Rao,
     say) is drawn as usual and left to JAX to place.
@@ -142,12 +160,12 @@ def sharded_exponential(key: Any, shape: tuple[int, ...], dtype: Any, sharding: 
     try:
         sharding.shard_shape(shape)
     except (ValueError, TypeError, IndexError):
-        return _exponential(key, shape, dtype)
+        return _exponential(key, shape, dtype, gumbel)
     draw = _exponential_by_sharding.get(sharding)
     if draw is None:
-        draw = jax.jit(exponential, static_argnums=(1, 2), out_shardings=sharding)
+        draw = jax.jit(_exponential_or_gumbel, static_argnums=(1, 2, 3), out_shardings=sharding)
         _exponential_by_sharding[sharding] = draw
-    return draw(key, shape, dtype)
+    return draw(key, shape, dtype, gumbel)
 
 
 def _philox_noise(
