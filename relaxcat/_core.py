@@ -474,11 +474,11 @@ def generic_gumbel_softmax(
             p.check_rows(m, noise_given)
         # One computation (JAX compiles it once per shape, also under an eager jax.grad).
         static = (backend, p.axis, hard, soft_needed, p.device)
-        y = backend.compiled(_sample_from_sum, (0, 1, 2, 3, 4))(*static, s, m, p.tau)
+        y = backend.compiled(sample_from_sum, (0, 1, 2, 3, 4))(*static, s, m, p.tau)
     return p.out(y)
 
 
-def _sample_from_sum(
+def sample_from_sum(
     backend: Backend, axis: int, hard: bool, soft: bool, device: Any, s: Array, m: Any, tau: Any
 ) -> Array:
     """The sample from ``s = logits + noise``: the one-hot and/or ``softmax(s / tau)``.

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backends import Array, NoiseSource
-from ._core import Prepared, one_hot_argmax, scaled_softmax
+from ._backends import Array, Backend, NoiseSource
+from ._core import Prepared, sample_from_sum, scaled_softmax
 from ._noise import clamp_exponential
 
 __all__ = ["conditional_gumbel", "estimator_sample"]
@@ -54,7 +54,9 @@ def estimator_sample(
     with backend.errstate():
         if backend.values_readable(s):
             p.check_rows(xp.max(s, axis=p.axis, keepdims=True), noise is not None)
-        hot = one_hot_argmax(backend, s, p.axis, p.dtype, p.device)
+        # The one-hot as one computation (JAX compiles it once per shape).
+        static = (backend, p.axis, True, False, p.device)
+        hot = backend.compiled(sample_from_sum, (0, 1, 2, 3, 4))(*static, s, None, None)
         if not p.gradient_needed():
             return p.out(hot)  # no gradient to carry: the surrogate is not needed
         if estimator == "reinmax":
@@ -75,12 +77,16 @@ def reinmax(p: Prepared, hot: Array) -> Array:
     ``pi1`` is a constant (as in the published algorithm), so an array ``tau`` gets no
     gradient from this estimator.
     """
-    xp, backend = p.xp, p.backend
-    x = backend.stop_gradient(p.x)
-    row_max = xp.max(x, axis=p.axis, keepdims=True)
-    pi0 = scaled_softmax(xp, x, row_max, 1.0, p.axis)
-    pi1 = (hot + scaled_softmax(xp, x, row_max, p.tau, p.axis)) / 2.0
-    return backend.reinmax(p.x, hot, pi0, backend.stop_gradient(pi1), p.axis)
+    return p.backend.compiled(_reinmax, (0, 1))(p.backend, p.axis, p.x, hot, p.tau)
+
+
+def _reinmax(backend: Backend, axis: int, x: Array, hot: Array, tau: Any) -> Array:
+    xp = backend.xp
+    constant = backend.stop_gradient(x)
+    row_max = xp.max(constant, axis=axis, keepdims=True)
+    pi0 = scaled_softmax(xp, constant, row_max, 1.0, axis)
+    pi1 = (hot + scaled_softmax(xp, constant, row_max, tau, axis)) / 2.0
+    return backend.reinmax(x, hot, pi0, backend.stop_gradient(pi1), axis)
 
 
 def gumbel_rao_source(p: Prepared, rng: object, samples: int) -> NoiseSource:
@@ -99,13 +105,16 @@ def gumbel_rao_source(p: Prepared, rng: object, samples: int) -> NoiseSource:
 
 def gumbel_rao(p: Prepared, hot: Array, samples: int, source: NoiseSource) -> Array:
     """The one-hot ``hot`` with the Gumbel-Rao gradient of ``samples`` conditional draws."""
-    xp, backend = p.xp, p.backend
     e = source.standard_exponential((samples, *tuple(p.logits.shape)), p.dtype)
-    g = conditional_gumbel(xp, backend.stop_gradient(p.x), hot, e, p.axis)
-    z = p.x + g  # (samples, *shape); the logits carry the gradient, the noise does not
-    axis = p.axis + 1
-    row_max = backend.stop_gradient(xp.max(z, axis=axis, keepdims=True))
-    surrogate = xp.mean(scaled_softmax(xp, z, row_max, p.tau, axis), axis=0)
+    return p.backend.compiled(_gumbel_rao, (0, 1))(p.backend, p.axis, p.x, hot, e, p.tau)
+
+
+def _gumbel_rao(backend: Backend, axis: int, x: Array, hot: Array, e: Array, tau: Any) -> Array:
+    xp = backend.xp
+    g = conditional_gumbel(xp, backend.stop_gradient(x), hot, e, axis)
+    z = x + g  # (samples, *shape); the logits carry the gradient, the noise does not
+    row_max = backend.stop_gradient(xp.max(z, axis=axis + 1, keepdims=True))
+    surrogate = xp.mean(scaled_softmax(xp, z, row_max, tau, axis + 1), axis=0)
     return hot + (surrogate - backend.stop_gradient(surrogate))
 
 

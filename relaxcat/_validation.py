@@ -198,6 +198,10 @@ def check_tau(
     return backend.align(xp.reshape(tau, padded), backend.device(logits))
 
 
+def _all_finite(backend: Backend, x: Array) -> Array:
+    return backend.xp.all(backend.xp.isfinite(x))
+
+
 def check_finite_rows(
     backend: Backend, row_max: Array, logits: Array, axis: int, noise_given: bool
 ) -> None:
@@ -207,7 +211,9 @@ def check_finite_rows(
     exactly when the row has no NaN and no ``+inf`` and at least one unmasked category.
     """
     xp = backend.xp
-    if not backend.values_readable(row_max) or bool(xp.all(xp.isfinite(row_max))):
+    if not backend.values_readable(row_max):
+        return
+    if bool(backend.compiled(_all_finite, (0,))(backend, row_max)):
         return
     if bool(xp.any(xp.isnan(logits))):
         raise ValueError("logits contain NaN; every entry must be a real number or -inf (masked).")
