@@ -165,6 +165,18 @@ class Prepared:
         given = self.given_noise(noise, shape)
         return given if given is not None else self.draw(self.source(rng), shape)
 
+    def logistic_noise(self, rng: object, noise: object) -> Array:
+        """Explicit standard logistic ``noise`` (checked as Gumbel noise is), or ``g0 - g1``.
+
+        The two Gumbel draws are one draw of shape ``(2, *shape)``; their difference is one
+        computation (eager JAX would compile the two slices and the subtraction apart).
+        """
+        logistic = self.given_noise(noise)
+        if logistic is None:
+            g = self.noise(rng, None, (2, *tuple(self.logits.shape)))
+            logistic = self.backend.compiled(_difference, (0,))(self.backend, g)
+        return logistic
+
     def given_noise(self, noise: object, shape: tuple[int, ...] | None = None) -> Array | None:
         """The user's ``noise`` checked (library, shape, dtype, device) and cast; None if none."""
         if noise is None:
@@ -199,6 +211,10 @@ class Prepared:
             with self.backend.errstate():  # beyond float16's range: +-inf, the right value
                 y = self.xp.astype(y, self.logits.dtype)
         return self.backend.align(y, self.device)
+
+
+def _difference(backend: Backend, g: Array) -> Array:
+    return g[0, ...] - g[1, ...]
 
 
 # -- public API ----------------------------------------------------------------------

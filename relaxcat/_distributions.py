@@ -570,10 +570,7 @@ def relaxed_bernoulli(
     p = Prepared(logits, tau, None, elementwise=True)
     backend = p.backend
     check_no_nan(backend, p.x, "logits")
-    logistic = p.given_noise(noise)  # logistic noise, not Gumbel: the same checks
-    if logistic is None:
-        g = p.noise(rng, None, (2, *tuple(p.logits.shape)))
-        logistic = g[0, ...] - g[1, ...]
+    logistic = p.logistic_noise(rng, noise)
     soft_needed = not hard or p.gradient_needed()
     with backend.errstate():
         y = backend.compiled(_relaxed_bernoulli, (0, 1, 2))(

@@ -76,15 +76,6 @@ def _thresholds(low: float, high: float) -> tuple[float, float]:
     return math.log(-low / high), math.log((1.0 - low) / (high - 1.0))
 
 
-def _logistic_noise(p: Prepared, rng: Any, noise: Any) -> Array:
-    """Standard logistic noise of the logits' shape: given, or ``g[0] - g[1]`` from ``rng``."""
-    logistic = p.given_noise(noise)  # logistic noise, not Gumbel: the same checks
-    if logistic is None:
-        g = p.noise(rng, None, (2, *tuple(p.logits.shape)))
-        logistic = g[0, ...] - g[1, ...]
-    return logistic
-
-
 # -- logit-space relaxed Bernoulli ------------------------------------------------------
 
 
@@ -156,7 +147,7 @@ def logit_relaxed_bernoulli(
     p = Prepared(logits, tau, None, elementwise=True)
     backend = p.backend
     check_no_nan(backend, p.x, "logits")
-    logistic = _logistic_noise(p, rng, noise)
+    logistic = p.logistic_noise(rng, noise)
     with backend.errstate():
         z = backend.compiled(_logit_sample, (0,))(backend, p.x + logistic, p.tau)
     return p.out(z)
@@ -355,7 +346,7 @@ def hard_concrete(
     p = Prepared(logits, tau, None, elementwise=True)
     backend = p.backend
     check_no_nan(backend, p.x, "logits")
-    logistic = _logistic_noise(p, rng, noise)
+    logistic = p.logistic_noise(rng, noise)
     with backend.errstate():
         z = backend.compiled(_hard_concrete, (0, 1, 2))(backend, low, high, p.x + logistic, p.tau)
     return p.out(z)

@@ -323,15 +323,17 @@ def check_method(method: object, valid: tuple[str, ...]) -> str:
     return str(method)
 
 
-def _row_flags(backend: Backend, axis: int, x: Array) -> Array:
-    """[any NaN, any +inf, any row entirely -inf], as one reduction."""
+def _row_flags(backend: Backend, axis: int, x: Array) -> tuple[Array, Array, Array]:
+    """(any NaN, any +inf, any row entirely -inf), as one computation.
+
+    A tuple, not one stacked array: on eager JAX, indexing an array is a computation of
+    its own, compiled for every new shape.
+    """
     xp = backend.xp
-    return xp.stack(
-        [
-            xp.any(xp.isnan(x)),
-            xp.any(x == math.inf),
-            xp.any(xp.all(x == -math.inf, axis=axis)),
-        ]
+    return (
+        xp.any(xp.isnan(x)),
+        xp.any(x == math.inf),
+        xp.any(xp.all(x == -math.inf, axis=axis)),
     )
 
 
@@ -340,7 +342,7 @@ def check_logits_rows(backend: Backend, logits: Array, axis: int, argname: str =
     if not backend.values_readable(logits):
         return
     flags = backend.compiled(_row_flags, (0, 1))(backend, axis, logits)
-    has_nan, has_inf, all_masked = (bool(flags[i]) for i in range(3))
+    has_nan, has_inf, all_masked = (bool(flag) for flag in flags)
     if has_nan:
         raise ValueError(f"{argname} contain NaN; every entry must be a real number or -inf.")
     if has_inf:
