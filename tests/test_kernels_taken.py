@@ -280,6 +280,7 @@ def jax_spies(monkeypatch):
 
     return {
         "fused": Spy(monkeypatch, _jax, "_fused_jit"),
+        "from_noise": Spy(monkeypatch, _jax, "_from_noise_jit"),
         "generic": Spy(monkeypatch, core, "generic_gumbel_softmax"),
     }
 
@@ -293,7 +294,10 @@ def test_jax_eager_call_is_one_jitted_computation(bk, jax_spies, hard):
     x = bk.asarray(np.random.default_rng(0).normal(size=(4, 6)), "float32")
     for rng in (3, jax.random.key(3)):
         relaxcat.gumbel_softmax(x, 0.5, hard=hard, rng=rng)
-    assert taken(jax_spies) == {"fused": 2, "generic": 0}
+    # Explicit noise and a Philox key's noise: the sample's computation without the draw.
+    relaxcat.gumbel_softmax(x, 0.5, hard=hard, noise=relaxcat.gumbel_noise(x, rng=1))
+    relaxcat.gumbel_softmax(x, 0.5, hard=hard, rng=relaxcat.Philox(5))
+    assert taken(jax_spies) == {"fused": 2, "from_noise": 2, "generic": 0}
 
 
 @pytest.mark.backends("jax")
@@ -306,7 +310,6 @@ def test_jax_transformations_and_other_inputs_take_the_generic_path(bk, jax_spie
     jax.jit(lambda v: relaxcat.gumbel_softmax(v, 0.5, rng=key))(x)
     jax.grad(lambda v: relaxcat.gumbel_softmax(v, 0.5, rng=key)[0, 0])(x)
     jax.vmap(lambda v: relaxcat.gumbel_softmax(v, 0.5, rng=key))(x)
-    relaxcat.gumbel_softmax(x, 0.5, noise=relaxcat.gumbel_noise(x, rng=1))
     relaxcat.gumbel_softmax(x, bk.asarray(np.full((4, 1), 0.5), "float32"), rng=key)
     counts = taken(jax_spies)
-    assert counts["fused"] == 0 and counts["generic"] == 5, counts
+    assert counts == {"fused": 0, "from_noise": 0, "generic": 4}, counts

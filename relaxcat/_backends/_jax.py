@@ -365,29 +365,33 @@ class JaxBackend(Backend):
         """Eager calls on one CPU device: the generic sample as one jitted computation.
 
         Declined under a transformation (``jit``, ``grad``, ``vmap``: the generic path is
-        traced into it anyway), for explicit noise, an array ``tau``, sharded arrays and
-        accelerators (where this was not measured).
+        traced into it anyway), for an array ``tau``, sharded arrays and accelerators
+        (where this was not measured). Explicit ``noise`` (validated by the caller) takes
+        the sample's computation without the draw.
         """
-        x = p.x
+        x, given = p.x, noise is not None
         if (
-            noise is not None
-            or type(p.tau) is not float
-            or not isinstance(source, (JaxSource, JaxPhiloxSource))
+            type(p.tau) is not float
+            or (noise is None and not isinstance(source, (JaxSource, JaxPhiloxSource)))
             or isinstance(x, jax.core.Tracer)
+            or isinstance(noise, jax.core.Tracer)
             or (_trace_state_clean is not None and not _trace_state_clean())
             or not isinstance(p.device, jax.Device)
             or p.device.platform != "cpu"
         ):
             return None
-        if isinstance(source, JaxPhiloxSource):  # the noise jitted on its own (per key shape)
-            g = source.standard_gumbel(tuple(x.shape), x.dtype)
-            y, m, finite = _from_noise_jit(x, g, p.tau, p.axis % x.ndim, hard)
+        if noise is not None or isinstance(source, JaxPhiloxSource):
+            if noise is None:  # Philox noise is jitted on its own (per key shape)
+                assert isinstance(source, JaxPhiloxSource)
+                noise = source.standard_gumbel(tuple(x.shape), x.dtype)
+            y, m, finite = _from_noise_jit(x, noise, p.tau, p.axis % x.ndim, hard)
         else:
+            assert isinstance(source, JaxSource)
             key = jax.random.fold_in(source.key, source.count)  # as JaxSource draws
             source.count += 1
             y, m, finite = _fused_jit(x, key, p.tau, p.axis % x.ndim, hard)
         if not bool(finite):
-            p.check_rows(m, False)  # raises with the diagnosis
+            p.check_rows(m, given)  # raises with the diagnosis
         return y
 
     # -- estimators ------------------------------------------------------------------
