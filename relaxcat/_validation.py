@@ -113,6 +113,11 @@ def _range_text(backend: Backend, dtype: Any) -> str:
     )
 
 
+def _all_within(backend: Backend, lo: float, hi: float, x: Array) -> Array:
+    """Whether every entry lies in ``[lo, hi]`` (NaN does not)."""
+    return backend.xp.all((x >= lo) & (x <= hi))
+
+
 def check_tau(
     tau: Any, backend: Backend, logits: Array, dtype: Any, axis: int | None, argname: str = "tau"
 ) -> Any:
@@ -190,7 +195,7 @@ def check_tau(
             tau = xp.astype(tau, dtype)
     if backend.values_readable(tau):
         lo, hi = tau_range(backend, dtype)
-        if not bool(xp.all((tau >= lo) & (tau <= hi))):
+        if not bool(backend.compiled(_all_within, (0, 1, 2))(backend, lo, hi, tau)):
             raise ValueError(
                 f"{argname} contains values that are <= 0, NaN, or (in {dtype}) outside the "
                 f"supported range of temperatures {_range_text(backend, dtype)}."
