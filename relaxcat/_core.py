@@ -488,10 +488,19 @@ def generic_gumbel_softmax(
         if backend.values_readable(s):  # rows without a sample raise before any math runs
             m = xp.max(s, axis=p.axis, keepdims=True)
             p.check_rows(m, noise_given)
-        # One computation (JAX compiles it once per shape, also under an eager jax.grad).
-        static = (backend, p.axis, hard, soft_needed, p.device)
-        y = backend.compiled(sample_from_sum, (0, 1, 2, 3, 4))(*static, s, m, p.tau)
+        y = compiled_sample(p, s, m, hard, soft_needed)
     return p.out(y)
+
+
+def compiled_sample(p: Prepared, s: Array, m: Array | None, hard: bool, soft: bool) -> Array:
+    """:func:`sample_from_sum` through ``Backend.compiled``: one computation on JAX.
+
+    JAX compiles it once per shape, also under an eager ``jax.grad`` (op by op, each
+    operation of the forward and the backward pass would be compiled on its own).
+    """
+    static = (p.backend, p.axis, hard, soft, p.device)
+    tau = p.tau if soft else None
+    return p.backend.compiled(sample_from_sum, (0, 1, 2, 3, 4))(*static, s, m, tau)
 
 
 def sample_from_sum(

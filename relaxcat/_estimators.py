@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._backends import Array, Backend, NoiseSource
-from ._core import Prepared, sample_from_sum, scaled_softmax
+from ._core import Prepared, compiled_sample, scaled_softmax
 from ._noise import clamp_exponential
 
 __all__ = ["conditional_gumbel", "estimator_sample"]
@@ -54,9 +54,7 @@ def estimator_sample(
     with backend.errstate():
         if backend.values_readable(s):
             p.check_rows(xp.max(s, axis=p.axis, keepdims=True), noise is not None)
-        # The one-hot as one computation (JAX compiles it once per shape).
-        static = (backend, p.axis, True, False, p.device)
-        hot = backend.compiled(sample_from_sum, (0, 1, 2, 3, 4))(*static, s, None, None)
+        hot = compiled_sample(p, s, None, hard=True, soft=False)
         if not p.gradient_needed():
             return p.out(hot)  # no gradient to carry: the surrogate is not needed
         if estimator == "reinmax":

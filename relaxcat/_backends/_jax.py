@@ -380,10 +380,9 @@ class JaxBackend(Backend):
             or p.device.platform != "cpu"
         ):
             return None
-        if noise is not None or isinstance(source, JaxPhiloxSource):
-            if noise is None:  # Philox noise is jitted on its own (per key shape)
-                assert isinstance(source, JaxPhiloxSource)
-                noise = source.standard_gumbel(tuple(x.shape), x.dtype)
+        if noise is None and isinstance(source, JaxPhiloxSource):
+            noise = source.standard_gumbel(tuple(x.shape), x.dtype)  # jitted per key shape
+        if noise is not None:
             y, m, finite = _from_noise_jit(x, noise, p.tau, p.axis % x.ndim, hard)
         else:
             assert isinstance(source, JaxSource)
