@@ -580,6 +580,9 @@ def memory_rows() -> list[Row]:
     return rows
 
 
+START_LOAD = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -594,9 +597,15 @@ def machine() -> str:
     for name in ("torch", "jax"):
         if importlib.util.find_spec(name):
             versions.append(f"{name} {importlib.import_module(name).__version__}")
+    # What moves the figures on a shared machine: its load, and whether torch's OpenMP
+    # workers spin between operations (see benchmarks/torch_openmp_wait.py).
+    # The load is read when the run starts (the benchmark itself adds about 1 to it).
+    extra = [f"load average {START_LOAD:.2f} at the start"] if START_LOAD is not None else []
+    if "OMP_WAIT_POLICY" in os.environ:
+        extra.append(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     return (
         f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
-        + ", ".join(versions)
+        + ", ".join(versions + extra)
     )
 
 
