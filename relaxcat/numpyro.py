@@ -57,72 +57,67 @@ def _params(probs: Any, logits: Any, categorical: bool) -> Any:
     return jnp.log(probs) - jnp.log1p(-probs)
 
 
-class _Binary(Distribution):
+class _Relaxed(Distribution):
+    """What every class here shares: ``temperature`` and ``logits`` (from ``probs`` if given).
+
+    Element-wise (``_categorical`` False) the logits' shape is the batch shape; otherwise
+    their last axis is the event (the categories) and the logits are normalised.
+    """
+
+    reparametrized_params: ClassVar[list[str]] = ["temperature", "logits"]
+    pytree_data_fields = ("temperature", "logits")
+    _categorical: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        temperature: Any,
+        probs: Any = None,
+        logits: Any = None,
+        *,
+        validate_args: bool | None = None,
+    ) -> None:
+        logits = _params(probs, logits, categorical=self._categorical)
+        if self._categorical and jnp.ndim(logits) < 1:
+            raise ValueError("`logits` and `probs` must be at least one-dimensional.")
+        self.logits = logits
+        self.temperature = temperature  # kept as given: a float stays a Python float
+        shape = jnp.shape(logits)
+        split = len(shape) - 1 if self._categorical else len(shape)
+        super().__init__(
+            batch_shape=shape[:split], event_shape=shape[split:], validate_args=validate_args
+        )
+
+    def _logits_for(self, sample_shape: tuple[int, ...]) -> Any:
+        return jnp.broadcast_to(
+            self.logits, tuple(sample_shape) + self.batch_shape + self.event_shape
+        )
+
+
+class _Binary(_Relaxed):
     """Element-wise parameters: log-odds ``logits`` (from ``probs`` if given)."""
 
     arg_constraints: ClassVar[dict[str, Any]] = {
         "temperature": constraints.positive,
         "logits": constraints.real,
     }
-    reparametrized_params: ClassVar[list[str]] = ["temperature", "logits"]
-    pytree_data_fields = ("temperature", "logits")
-
-    def __init__(
-        self,
-        temperature: Any,
-        probs: Any = None,
-        logits: Any = None,
-        *,
-        validate_args: bool | None = None,
-    ) -> None:
-        self.logits = _params(probs, logits, categorical=False)
-        self.temperature = temperature  # kept as given: a float stays a Python float
-        super().__init__(batch_shape=jnp.shape(self.logits), validate_args=validate_args)
 
     @property
     def probs(self) -> Any:
         return jax.nn.sigmoid(self.logits)
 
-    def _logits_for(self, sample_shape: tuple[int, ...]) -> Any:
-        return jnp.broadcast_to(self.logits, tuple(sample_shape) + self.batch_shape)
 
-
-class _Categorical(Distribution):
+class _Categorical(_Relaxed):
     """Parameters over the last axis: normalised ``logits`` (from ``probs`` if given)."""
 
     arg_constraints: ClassVar[dict[str, Any]] = {
         "temperature": constraints.positive,
         "logits": constraints.real_vector,
     }
-    reparametrized_params: ClassVar[list[str]] = ["temperature", "logits"]
-    pytree_data_fields = ("temperature", "logits")
-
-    def __init__(
-        self,
-        temperature: Any,
-        probs: Any = None,
-        logits: Any = None,
-        *,
-        validate_args: bool | None = None,
-    ) -> None:
-        logits = _params(probs, logits, categorical=True)
-        if jnp.ndim(logits) < 1:
-            raise ValueError("`logits` and `probs` must be at least one-dimensional.")
-        self.logits = logits
-        self.temperature = temperature
-        shape = jnp.shape(logits)
-        super().__init__(
-            batch_shape=shape[:-1], event_shape=shape[-1:], validate_args=validate_args
-        )
+    _categorical = True
 
     @property
     def probs(self) -> Any:
         return jax.nn.softmax(self.logits, axis=-1)
-
-    def _logits_for(self, sample_shape: tuple[int, ...]) -> Any:
-        return jnp.broadcast_to(
-            self.logits, tuple(sample_shape) + self.batch_shape + self.event_shape
-        )
 
 
 class LogitRelaxedBernoulli(_Binary):

@@ -145,17 +145,63 @@ class _PyroMethods:
         return ScoreParts(log_prob, 0, log_prob)  # type: ignore[arg-type]
 
 
+class _Relaxed(_PyroMethods, Distribution):
+    """What every class here shares: ``temperature``, ``probs`` or ``logits``, ``expand``.
+
+    Subclasses hold the parameter as given in ``_param`` (the one of ``probs`` and
+    ``logits`` that was passed) and list their keyword options (``hard``, ``limits``, ...)
+    in :meth:`_options`, which ``expand`` copies.
+    """
+
+    has_rsample = True
+    temperature: Any
+    _param: torch.Tensor
+
+    @staticmethod
+    def _check_one_of(probs: Any, logits: Any) -> None:
+        if (probs is None) == (logits is None):
+            raise ValueError("Either `probs` or `logits` must be specified, but not both.")
+
+    def _options(self) -> dict[str, Any]:
+        return {}
+
+    def _expand_extra(self, new: Any, param_shape: torch.Size) -> None:
+        """Expand what a subclass keeps beside ``probs`` and ``logits`` (nothing here)."""
+
+    def expand(self, batch_shape: Any, _instance: Any = None) -> Any:
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        param_shape = batch_shape + self.event_shape
+        if "probs" in self.__dict__:
+            new.probs = self.probs.expand(param_shape)  # type: ignore[attr-defined]
+            new._param = new.probs
+        if "logits" in self.__dict__:
+            new.logits = self.logits.expand(param_shape)  # type: ignore[attr-defined]
+            new._param = new.logits
+        self._expand_extra(new, param_shape)
+        new.temperature = self.temperature
+        for name, value in self._options().items():
+            setattr(new, name, value)
+        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def _check_sample(self, value: torch.Tensor) -> None:
+        """Check ``value`` against the support when ``validate_args`` is on."""
+        if self._validate_args:
+            self._validate_sample(value)
+
+
 # -- binary relaxations -----------------------------------------------------------------
 
 
-class _Binary(_PyroMethods, Distribution):
+class _Binary(_Relaxed):
     """Parameters of an element-wise distribution: ``probs`` or ``logits`` (log-odds)."""
 
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "probs": constraints.unit_interval,
         "logits": constraints.real,
     }
-    has_rsample = True
 
     def __init__(
         self,
@@ -164,8 +210,7 @@ class _Binary(_PyroMethods, Distribution):
         logits: Any = None,
         validate_args: bool | None = None,
     ) -> None:
-        if (probs is None) == (logits is None):
-            raise ValueError("Either `probs` or `logits` must be specified, but not both.")
+        self._check_one_of(probs, logits)
         param = probs if probs is not None else logits
         is_scalar = isinstance(param, Number)
         (param,) = broadcast_all(param)
@@ -186,25 +231,6 @@ class _Binary(_PyroMethods, Distribution):
     @lazy_property
     def probs(self) -> torch.Tensor:
         return logits_to_probs(self.logits, is_binary=True)
-
-    def _options(self) -> dict[str, Any]:
-        return {}
-
-    def expand(self, batch_shape: Any, _instance: Any = None) -> Any:
-        new = self._get_checked_instance(type(self), _instance)
-        batch_shape = torch.Size(batch_shape)
-        if "probs" in self.__dict__:
-            new.probs = self.probs.expand(batch_shape)
-            new._param = new.probs
-        if "logits" in self.__dict__:
-            new.logits = self.logits.expand(batch_shape)
-            new._param = new.logits
-        new.temperature = self.temperature
-        for name, value in self._options().items():
-            setattr(new, name, value)
-        Distribution.__init__(new, batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     def _logits_for(self, sample_shape: Any) -> torch.Tensor:
         return self.logits.expand(self._extended_shape(torch.Size(sample_shape)))
@@ -250,15 +276,6 @@ class LogitRelaxedBernoulli(_Binary):
 
     support = constraints.real
 
-    def __init__(
-        self,
-        temperature: Any,
-        probs: Any = None,
-        logits: Any = None,
-        validate_args: bool | None = None,
-    ) -> None:
-        super().__init__(temperature, probs, logits, validate_args)
-
     def rsample(
         self,
         sample_shape: Any = torch.Size(),  # noqa: B008
@@ -271,8 +288,7 @@ class LogitRelaxedBernoulli(_Binary):
         )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
+        self._check_sample(value)
         return relaxcat.logit_relaxed_bernoulli_log_prob(value, self.logits, _tau(self.temperature))
 
     @property
@@ -289,8 +305,7 @@ class LogitRelaxedBernoulli(_Binary):
         return (2.0 - torch.log(torch.as_tensor(self.temperature))) * torch.ones_like(self.logits)
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
+        self._check_sample(value)
         return torch.sigmoid(value * self.temperature - self.logits)
 
     def icdf(self, value: torch.Tensor) -> torch.Tensor:
@@ -366,8 +381,7 @@ class RelaxedBernoulli(_Binary):
         return _attach(y, _LOGIT_SAMPLE, relaxcat.logit_relaxed_bernoulli(x, tau, noise=noise))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
+        self._check_sample(value)
         tau = _tau(self.temperature)
         z = _latent(value, _LOGIT_SAMPLE)
         if z is None:
@@ -451,8 +465,7 @@ class HardConcrete(_Binary):
         )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
+        self._check_sample(value)
         return relaxcat.hard_concrete_log_prob(
             value, self.logits, _tau(self.temperature), limits=self.limits
         )
@@ -472,14 +485,13 @@ class HardConcrete(_Binary):
 # -- categorical relaxations ------------------------------------------------------------
 
 
-class _Categorical(_PyroMethods, Distribution):
+class _Categorical(_Relaxed):
     """Parameters over the last dimension: ``probs`` (normalised) or ``logits`` (log-softmaxed)."""
 
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "probs": constraints.simplex,
         "logits": constraints.real_vector,
     }
-    has_rsample = True
 
     def __init__(
         self,
@@ -488,8 +500,7 @@ class _Categorical(_PyroMethods, Distribution):
         logits: Any = None,
         validate_args: bool | None = None,
     ) -> None:
-        if (probs is None) == (logits is None):
-            raise ValueError("Either `probs` or `logits` must be specified, but not both.")
+        self._check_one_of(probs, logits)
         if probs is not None:
             if probs.dim() < 1:
                 raise ValueError("`probs` parameter must be at least one-dimensional.")
@@ -516,26 +527,8 @@ class _Categorical(_PyroMethods, Distribution):
     def probs(self) -> torch.Tensor:
         return logits_to_probs(self.logits)
 
-    def _options(self) -> dict[str, Any]:
-        return {}
-
-    def expand(self, batch_shape: Any, _instance: Any = None) -> Any:
-        new = self._get_checked_instance(type(self), _instance)
-        batch_shape = torch.Size(batch_shape)
-        param_shape = batch_shape + self.event_shape
-        if "probs" in self.__dict__:
-            new.probs = self.probs.expand(param_shape)
-            new._param = new.probs
-        if "logits" in self.__dict__:
-            new.logits = self.logits.expand(param_shape)
-            new._param = new.logits
+    def _expand_extra(self, new: Any, param_shape: torch.Size) -> None:
         new._raw = None if self._raw is None else self._raw.expand(param_shape)
-        new.temperature = self.temperature
-        for name, value in self._options().items():
-            setattr(new, name, value)
-        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     def _logits_for(self, sample_shape: Any) -> torch.Tensor:
         logits = self.logits if self._raw is None else self._raw
@@ -576,15 +569,6 @@ class ExpRelaxedCategorical(_Categorical):
 
     support = constraints.real_vector
 
-    def __init__(
-        self,
-        temperature: Any,
-        probs: Any = None,
-        logits: Any = None,
-        validate_args: bool | None = None,
-    ) -> None:
-        super().__init__(temperature, probs, logits, validate_args)
-
     def rsample(
         self,
         sample_shape: Any = torch.Size(),  # noqa: B008
@@ -597,8 +581,7 @@ class ExpRelaxedCategorical(_Categorical):
         )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
+        self._check_sample(value)
         return relaxcat.exp_concrete_log_prob(value, self.logits, _tau(self.temperature))
 
 
@@ -697,8 +680,7 @@ class RelaxedOneHotCategorical(_Categorical):
         return _attach(y, _LOG_SAMPLE, relaxcat.log_gumbel_softmax(x, tau, noise=g))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
+        self._check_sample(value)
         tau = _tau(self.temperature)
         log_y = _latent(value, _LOG_SAMPLE)
         if log_y is None:
