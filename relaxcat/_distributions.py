@@ -13,6 +13,7 @@ adapter's noise source, and half precision computed in float32.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -168,6 +169,24 @@ class _Pair:
 
     def out(self, r: Array) -> Array:
         return r if r.dtype == self.out_dtype else self.xp.astype(r, self.out_dtype)
+
+
+def elementwise(
+    fn: Callable[..., Array], value: Any, logits: Any, name: str, tau: Any, *static: Any
+) -> Array:
+    """``fn(backend, *static, value, logits, tau)`` on checked element-wise inputs.
+
+    The steps every relaxed-Bernoulli and gate density shares: broadcast ``value`` and the
+    logits (with an array ``tau``), refuse NaN in either, compute in one compiled function
+    (``static``: its hashable options) and return in the inputs' result dtype.
+    """
+    d = _Pair(value, logits, (name, "logits"), None, tau)
+    backend = d.backend
+    check_no_nan(backend, d.b, "logits")
+    check_no_nan(backend, d.a, name)
+    with backend.errstate():
+        r = backend.compiled(fn, tuple(range(len(static) + 1)))(backend, *static, d.a, d.b, d.tau)
+    return d.out(r)
 
 
 # -- log-space sample and the exact densities ------------------------------------------
@@ -641,13 +660,7 @@ def relaxed_bernoulli_log_prob(y: Array, logits: Array, tau: float | Array) -> A
     array([-inf, -inf])
 
     """
-    d = _Pair(y, logits, ("y", "logits"), None, tau)
-    backend = d.backend
-    check_no_nan(backend, d.b, "logits")
-    check_no_nan(backend, d.a, "y")
-    with backend.errstate():
-        r = backend.compiled(_relaxed_bernoulli_log_prob, (0,))(backend, d.a, d.b, d.tau)
-    return d.out(r)
+    return elementwise(_relaxed_bernoulli_log_prob, y, logits, "y", tau)
 
 
 def _relaxed_bernoulli_log_prob(backend: Backend, y: Array, x: Array, tau: Any) -> Array:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._backends import Array, Backend
 from ._core import Prepared, divide_by_tau
-from ._distributions import _log, _Pair, _sigmoid
+from ._distributions import _log, _sigmoid, elementwise
 from ._validation import check_no_nan
 
 __all__ = [
@@ -200,13 +200,7 @@ def logit_relaxed_bernoulli_log_prob(x: Array, logits: Array, tau: float | Array
     array([-104.60517019,   -5.99146455, -104.60517019])
 
     """
-    d = _Pair(x, logits, ("x", "logits"), None, tau)
-    backend = d.backend
-    check_no_nan(backend, d.b, "logits")
-    check_no_nan(backend, d.a, "x")
-    with backend.errstate():
-        r = backend.compiled(_logit_log_prob, (0,))(backend, d.a, d.b, d.tau)
-    return d.out(r)
+    return elementwise(_logit_log_prob, x, logits, "x", tau)
 
 
 def _logit_log_prob(backend: Backend, x: Array, lg: Array, tau: Any) -> Array:
@@ -254,13 +248,7 @@ def relaxed_bernoulli_cdf(y: Array, logits: Array, tau: float | Array) -> Array:
     array([0.  , 0.25, 0.5 , 1.  ])
 
     """
-    d = _Pair(y, logits, ("y", "logits"), None, tau)
-    backend = d.backend
-    check_no_nan(backend, d.b, "logits")
-    check_no_nan(backend, d.a, "y")
-    with backend.errstate():
-        r = backend.compiled(_relaxed_bernoulli_cdf, (0,))(backend, d.a, d.b, d.tau)
-    return d.out(r)
+    return elementwise(_relaxed_bernoulli_cdf, y, logits, "y", tau)
 
 
 def _relaxed_bernoulli_cdf(backend: Backend, y: Array, lg: Array, tau: Any) -> Array:
@@ -481,15 +469,7 @@ def hard_concrete_log_prob(
 
     """
     low, high = check_limits(limits)
-    d = _Pair(z, logits, ("z", "logits"), None, tau)
-    backend = d.backend
-    check_no_nan(backend, d.b, "logits")
-    check_no_nan(backend, d.a, "z")
-    with backend.errstate():
-        r = backend.compiled(_hard_concrete_log_prob, (0, 1, 2))(
-            backend, low, high, d.a, d.b, d.tau
-        )
-    return d.out(r)
+    return elementwise(_hard_concrete_log_prob, z, logits, "z", tau, low, high)
 
 
 def _hard_concrete_log_prob(
